@@ -1,0 +1,64 @@
+"""A deterministic in-process backend for fast unit tests of the store and orchestration.
+
+It is not a model: it echoes a seeded word sample of the request's last user message.
+Real generation is tested with the vllm, openai and transformers backends.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Sequence
+
+from hf_megadocs.records import GenerationRequest, RawOutput
+
+
+class DummyBackend:
+    """Seeded echo backend; ``delay_s`` per request lets kill-and-resume tests interrupt it."""
+
+    name = "dummy"
+
+    def __init__(
+        self,
+        *,
+        generator: str = "dummy-generator",
+        context_tokens: int = 2048,
+        delay_s: float = 0.0,
+    ) -> None:
+        self.generator = generator
+        self.generator_revision = "0"
+        self._context_tokens = context_tokens
+        self._delay_s = delay_s
+        self.calls: list[int] = []
+        """Number of requests in each ``generate`` call (tests assert on it)."""
+
+    @property
+    def max_context_tokens(self) -> int:
+        return self._context_tokens
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[RawOutput]:
+        self.calls.append(len(requests))
+        outputs = []
+        for request in requests:
+            if self._delay_s:
+                time.sleep(self._delay_s)
+            words = request.messages[-1]["content"].split()
+            rng = random.Random(request.sample_seed)
+            limit = request.sampling.max_new_tokens
+            sample = [rng.choice(words) for _ in range(min(limit, max(1, len(words) // 2)))]
+            finish = "length" if len(sample) >= limit else "stop"
+            outputs.append(
+                RawOutput(
+                    text=" ".join(sample),
+                    prompt_tokens=sum(len(m["content"].split()) for m in request.messages),
+                    completion_tokens=len(sample),
+                    finish_reason=finish,
+                )
+            )
+        return outputs
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,46 @@
+"""The ``hf-megadocs`` console script: one subcommand per capability.
+
+Each subcommand lives in its own module and exposes ``main(argv: list[str]) -> int``;
+this file only maps names to those modules (an explicit dict, no registry magic).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "generate": ("hf_megadocs.generate_cli", "fill the generation store for a source corpus"),
+    "push": ("hf_megadocs.publish", "export corpora to Parquet + dataset card, upload to the Hub"),
+    "report": ("hf_megadocs.analysis.report", "data-efficiency report from training runs"),
+    "demo": ("hf_megadocs.demo", "the main job: build corpora, train, report (embedded defaults)"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: hf-megadocs <command> [options]", "", "commands:"]
+    lines += [f"  {name:<10} {help_}" for name, (_, help_) in SUBCOMMANDS.items()]
+    lines.append("\nRun 'hf-megadocs <command> --help' for a command's options.")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Dispatch ``hf-megadocs <command> ...`` to the command's module."""
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in {"-h", "--help"}:
+        print(_usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in SUBCOMMANDS:
+        print(f"hf-megadocs: unknown command {name!r}.\n\n{_usage()}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    module = importlib.import_module(SUBCOMMANDS[name][0])
+    return int(module.main(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
