@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from hf_megadocs.prompts import PROMPT_IDS, get_prompt, parse_template
+
+
+def test_every_builtin_prompt_loads_with_expected_fields():
+    expected = {pid: {"document"} for pid in PROMPT_IDS}
+    expected["rationale"] = {"prefix", "suffix"}
+    hashes = set()
+    for prompt_id in PROMPT_IDS:
+        prompt = get_prompt(prompt_id)
+        assert prompt.prompt_id == prompt_id
+        assert prompt.fields == expected[prompt_id]
+        assert prompt.system and prompt.user.strip()
+        assert re.fullmatch(r"[0-9a-f]{16}", prompt.content_hash)
+        hashes.add(prompt.content_hash)
+    assert len(hashes) == len(PROMPT_IDS)
+
+
+def test_hash_is_stable_and_tracks_wording():
+    assert get_prompt("wiki").content_hash == get_prompt("wiki").content_hash
+    a = parse_template("wiki", "--- user ---\nSay {document}")
+    b = parse_template("wiki", "--- user ---\nSay: {document}")
+    assert a.content_hash != b.content_hash
+
+
+def test_render_delimits_the_document_and_keeps_braces_literal():
+    doc = "Text with {braces} and {document} inside, and </doc> lookalikes."
+    messages = get_prompt("wiki").render(document=doc)
+    assert [m["role"] for m in messages] == ["system", "user"]
+    user = messages[1]["content"]
+    assert f"<document>\n{doc}\n</document>" in user
+    rationale = get_prompt("rationale").render(prefix="P-TEXT", suffix="S-TEXT")
+    assert "<prefix>\nP-TEXT\n</prefix>" in rationale[-1]["content"]
+    assert "<suffix>\nS-TEXT\n</suffix>" in rationale[-1]["content"]
+
+
+def test_reformat_prompt_asks_for_topic_content_entries():
+    user = get_prompt("reformat").user
+    assert "Topic: " in user and "Content: " in user and "8" in user
+
+
+def test_render_rejects_missing_and_extra_fields():
+    prompt = get_prompt("rationale")
+    with pytest.raises(ValueError, match=r"missing \['suffix'\]"):
+        prompt.render(prefix="a")
+    with pytest.raises(ValueError, match=r"unexpected \['document'\]"):
+        prompt.render(prefix="a", suffix="b", document="c")
+
+
+def test_unknown_prompt_id_lists_valid_ids():
+    with pytest.raises(ValueError, match="wiki, qa, easy"):
+        get_prompt("wikipedia")
+
+
+def test_template_file_overrides_wording_keeps_id(tmp_path):
+    path = tmp_path / "paper_wiki.txt"
+    path.write_text(
+        "# my exact prompt\n--- system ---\nBe brief.\n--- user ---\n"
+        'Rewrite as JSON {"k": 1} style prose:\n{document}\n',
+        encoding="utf-8",
+    )
+    override = get_prompt("wiki", template_file=str(path))
+    assert override.prompt_id == "wiki"
+    assert override.system == "Be brief."
+    assert override.content_hash != get_prompt("wiki").content_hash
+    user = override.render(document="DOC")[-1]["content"]
+    assert user == 'Rewrite as JSON {"k": 1} style prose:\nDOC'
+
+
+def test_markerless_file_is_one_user_message(tmp_path):
+    path = tmp_path / "plain.txt"
+    path.write_text("Rephrase this: {document}", encoding="utf-8")
+    prompt = get_prompt("easy", template_file=str(path))
+    assert prompt.system is None
+    assert prompt.render(document="x") == ({"role": "user", "content": "Rephrase this: x"},)
+
+
+def test_template_file_errors(tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        get_prompt("wiki", template_file=str(tmp_path / "nope.txt"))
+    wrong = tmp_path / "wrong.txt"
+    wrong.write_text("--- user ---\nUse {text}", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"placeholders \['text'\].*\['document'\]"):
+        get_prompt("wiki", template_file=str(wrong))
+    no_user = tmp_path / "no_user.txt"
+    no_user.write_text("--- system ---\nOnly a system message {document}", encoding="utf-8")
+    with pytest.raises(ValueError, match="no user message"):
+        get_prompt("wiki", template_file=str(no_user))
+    junk = tmp_path / "junk.txt"
+    junk.write_text("stray line\n--- user ---\n{document}", encoding="utf-8")
+    with pytest.raises(ValueError, match="comment lines"):
+        get_prompt("wiki", template_file=str(junk))
