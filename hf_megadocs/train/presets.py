@@ -1,0 +1,121 @@
+"""Named presets: plain functions returning a ``TrainConfig`` (the paper's tuned settings).
+
+A variant calls its base and changes what differs; ``PRESETS`` is the explicit name →
+function map that ``--preset NAME`` and a YAML ``preset:`` key look up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from hf_megadocs.mixing import MixConfig
+from hf_megadocs.train.config import (
+    DataConfig,
+    EvalConfig,
+    ModelConfig,
+    OptimConfig,
+    TrainConfig,
+)
+
+
+def paper_300m() -> TrainConfig:
+    """The paper's 300M Llama: hidden 768, FFN 2688, 12 layers/heads, untied, 64×4096 batch."""
+    return TrainConfig(
+        model=ModelConfig(
+            hidden_size=768,
+            intermediate_size=2688,
+            num_hidden_layers=12,
+            num_attention_heads=12,
+            max_position_embeddings=4096,
+            tie_word_embeddings=False,
+        ),
+        data=DataConfig(seq_len=4096),
+        mix=MixConfig(synthetic_share=0.0, real_epochs=16, global_batch_size=64, seed=0),
+        optim=OptimConfig(lr=3e-3, weight_decay=1.6),
+        mixed_precision="bf16",
+        micro_batch_size=8,
+        eval_every=500,
+        save_every=500,
+        log_every=10,
+    )
+
+
+def real_only_300m() -> TrainConfig:
+    """Tuned real-only baseline: E=16, lr 3e-3, wd 1.6."""
+    return paper_300m()
+
+
+def simple_g32_300m() -> TrainConfig:
+    """Tuned simple rephrasing at G=32: E=16, m=0.75, lr 3e-3, wd 0.4."""
+    config = paper_300m()
+    config.data.synthetic_corpus = "simple_g32"
+    config.mix = MixConfig(synthetic_share=0.75, real_epochs=16, global_batch_size=64, seed=0)
+    config.optim = OptimConfig(lr=3e-3, weight_decay=0.4)
+    return config
+
+
+def stitched_g32_300m() -> TrainConfig:
+    """Tuned stitched megadocs at G=32: E=32, m=0.9, lr 1e-3, wd 0.4."""
+    config = paper_300m()
+    config.data.synthetic_corpus = "stitched_g32"
+    config.mix = MixConfig(synthetic_share=0.9, real_epochs=32, global_batch_size=64, seed=0)
+    config.optim = OptimConfig(lr=1e-3, weight_decay=0.4)
+    return config
+
+
+def latent_g32_300m() -> TrainConfig:
+    """Tuned latent-thought megadocs at G=32: same settings as stitched."""
+    config = stitched_g32_300m()
+    config.data.synthetic_corpus = "latent_g32"
+    return config
+
+
+def tiny_cpu() -> TrainConfig:
+    """A run of a few minutes on a 2-core CPU: tiny Llama, short context, small corpora."""
+    return TrainConfig(
+        model=ModelConfig(
+            hidden_size=64,
+            intermediate_size=256,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=512,
+        ),
+        data=DataConfig(
+            seq_len=256,
+            synthetic_corpus="stitched_g2",
+            # Small generation batches: see recipes/configs/tiny_cpu.yaml.
+            corpus_kwargs={
+                "max_docs": 50,
+                "max_new_tokens": 256,
+                "gpu_memory_utilization": 0.15,
+                "enforce_eager": True,
+                "batch_size": 8,
+            },
+        ),
+        mix=MixConfig(synthetic_share=0.5, real_epochs=4, global_batch_size=8, seed=0),
+        optim=OptimConfig(lr=3e-3, weight_decay=0.4, warmup_fraction=0.05),
+        eval=EvalConfig(max_docs=32, long_context_docs=8, position_bucket=64),
+        output_dir="runs/tiny_cpu",
+        micro_batch_size=4,
+        eval_every=20,
+        save_every=20,
+    )
+
+
+PRESETS: dict[str, Callable[[], TrainConfig]] = {
+    "paper_300m": paper_300m,
+    "real_only_300m": real_only_300m,
+    "simple_g32_300m": simple_g32_300m,
+    "stitched_g32_300m": stitched_g32_300m,
+    "latent_g32_300m": latent_g32_300m,
+    "tiny_cpu": tiny_cpu,
+}
+
+
+def get_preset(name: str) -> TrainConfig:
+    """The preset called ``name``; an unknown name lists the valid ones."""
+    if name not in PRESETS:
+        raise ValueError(
+            f"preset={name!r} is unknown; valid presets: {', '.join(sorted(PRESETS))}."
+        )
+    return PRESETS[name]()
