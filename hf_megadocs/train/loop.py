@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hf_megadocs.collate import configure_model_for_packing
 from hf_megadocs.train.checkpoint import (
     append_jsonl,
     check_resumable,
@@ -235,6 +236,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
     tokenizer = load_tokenizer(config.model)
     model = build_model(config.model, tokenizer, config.data.seq_len)
+    # Without this, a KV cache built in training hides the attention blocks of
+    # megadoc/document mode (transformers then falls back to one causal block per row).
+    configure_model_for_packing(model, config.data.attention)
     data = build_train_data(config, tokenizer, accelerator)
     num_params = sum(p.numel() for p in model.parameters())
     total_steps = len(data.sampler)
@@ -412,7 +416,11 @@ def train(config: TrainConfig) -> dict[str, Any]:
         "synthetic_tokens_seen": counters["synthetic_tokens_seen"],
         "wall_s": wall_s,
     }
+    accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        # An ordinary HF model folder beside the Accelerate state, for downstream eval.
+        accelerator.unwrap_model(model).save_pretrained(output_dir / "final")
+        tokenizer.save_pretrained(output_dir / "final")
         (output_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     accelerator.end_training()
     return summary
