@@ -35,6 +35,9 @@ class BackendConfig:
     """vLLM data parallelism (engine replicas)."""
     gpu_memory_utilization: float | None = None
     """vLLM memory share; on CPU it is the share of host RAM. None = 0.3 on CPU, 0.9 on GPU."""
+    kv_cache_memory_gb: float | None = None
+    """Explicit vLLM KV-cache size in GiB (``kv_cache_memory_bytes``); overrides the share
+    above for the KV cache. Useful on shared CPU hosts where the share is unpredictable."""
     enforce_eager: bool = False
     """Disable CUDA graphs / compilation in vLLM (faster start, slower steps)."""
     lora_path: str | None = None
@@ -73,6 +76,11 @@ class BackendConfig:
             raise ValueError(
                 "BackendConfig.gpu_memory_utilization must be in (0, 1], "
                 f"got {self.gpu_memory_utilization}."
+            )
+        if self.kv_cache_memory_gb is not None and self.kv_cache_memory_gb <= 0:
+            raise ValueError(
+                "BackendConfig.kv_cache_memory_gb must be > 0 GiB or None (size from "
+                f"gpu_memory_utilization), got {self.kv_cache_memory_gb}."
             )
         for name in ("tensor_parallel_size", "data_parallel_size", "max_concurrency", "batch_size"):
             if getattr(self, name) < 1:

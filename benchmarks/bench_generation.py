@@ -1,0 +1,193 @@
+"""Generation throughput: this pipeline's vLLM backend against raw vLLM and transformers.
+
+One run, the same requests for every contender: N Lee-corpus documents x the "wiki" prompt
+(one sample each), temperature 1, top-p 1, M new tokens, the embedded SmolLM2-135M-Instruct.
+
+- raw vLLM: ``vllm.LLM.chat`` with one plain ``SamplingParams`` (no seeds): the limit;
+- pipeline (vLLM): ``hf_megadocs.generate.run_requests`` with ``VLLMBackend`` into an
+  empty temporary store (per-request seeds, cleaning, store appends included), on the
+  same engine as raw vLLM, so engine start is not counted and memory is not doubled;
+- raw transformers: one batched ``model.generate(do_sample=True)`` with left padding;
+- pipeline (transformers): ``TransformersBackend`` (per-sample seeded sampling).
+
+Rounds alternate raw and pipeline vLLM; the best round of each is reported (after one
+warm-up call). Prints a Markdown table with tokens/s and the ratios the project targets:
+pipeline/raw vLLM >= 0.95 and pipeline/transformers >= 3.
+
+    python benchmarks/bench_generation.py --docs 32 --max-new-tokens 128
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def machine() -> str:
+    """A one-line description of this machine (cores, RAM, accelerator)."""
+    import psutil
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    ram = psutil.virtual_memory().total / 2**30
+    return f"{os.cpu_count()}-core CPU ({platform.machine()}), {ram:.0f} GiB, {gpu}"
+
+
+def build(docs: int, max_new_tokens: int, config):
+    """The benchmark's generation requests (built by the project's own request builder)."""
+    from hf_megadocs.prompts import get_prompt
+    from hf_megadocs.records import SamplingConfig
+    from hf_megadocs.requests import build_requests, generator_info
+    from hf_megadocs.sources import SourceConfig, load_source
+
+    sampling = SamplingConfig(temperature=1.0, top_p=1.0, max_new_tokens=max_new_tokens, seed=0)
+    batch = build_requests(
+        load_source(SourceConfig(source="embedded", max_docs=docs)),
+        get_prompt("wiki"),
+        num_samples=1,
+        backend=generator_info(config),
+        sampling=sampling,
+    )
+    return batch.requests
+
+
+def time_raw_vllm(llm, requests) -> tuple[int, float]:
+    from vllm import SamplingParams
+
+    params = SamplingParams(
+        temperature=1.0, top_p=1.0, max_tokens=requests[0].sampling.max_new_tokens
+    )
+    started = time.perf_counter()
+    results = llm.chat([list(r.messages) for r in requests], sampling_params=params, use_tqdm=False)
+    elapsed = time.perf_counter() - started
+    return sum(len(r.outputs[0].token_ids) for r in results), elapsed
+
+
+def time_pipeline(backend, requests) -> tuple[int, float]:
+    from hf_megadocs.generate import run_requests
+    from hf_megadocs.store import GenerationStore
+
+    with tempfile.TemporaryDirectory(prefix="bench-store-") as root:
+        started = time.perf_counter()
+        summary = run_requests(requests, backend, GenerationStore(root), batch_size=len(requests))
+        elapsed = time.perf_counter() - started
+    if summary.generated != len(requests):
+        raise RuntimeError(
+            f"pipeline stored {summary.generated}/{len(requests)} generations: {summary}"
+        )
+    return summary.completion_tokens, elapsed
+
+
+def time_raw_transformers(path: str, dtype: str, requests) -> tuple[int, float]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).eval()
+    inputs = tokenizer.apply_chat_template(
+        [list(r.messages) for r in requests],
+        add_generation_prompt=True,
+        padding=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
+    width = inputs["input_ids"].shape[1]
+    started = time.perf_counter()
+    with torch.inference_mode():
+        sequences = model.generate(
+            **inputs,
+            do_sample=True,
+            temperature=1.0,
+            top_p=1.0,
+            max_new_tokens=requests[0].sampling.max_new_tokens,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    elapsed = time.perf_counter() - started
+    eos = tokenizer.eos_token_id
+    tokens = 0
+    for row in sequences[:, width:].tolist():
+        tokens += row.index(eos) + 1 if eos in row else len(row)
+    return tokens, elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--docs", type=int, default=32, help="Lee-corpus documents (one request each)"
+    )
+    parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="alternating raw/pipeline vLLM rounds"
+    )
+    parser.add_argument("--dtype", default="bfloat16", help="model dtype for every contender")
+    parser.add_argument("--kv-cache-gb", type=float, default=1.0, help="vLLM KV cache (GiB)")
+    parser.add_argument("--skip-transformers", action="store_true", help="only the vLLM rows")
+    args = parser.parse_args()
+
+    from hf_megadocs.backends import BackendConfig
+    from hf_megadocs.backends.transformers_backend import TransformersBackend
+    from hf_megadocs.backends.vllm_backend import VLLMBackend
+    from hf_megadocs.embedded import embedded_generator_path
+
+    config = BackendConfig(
+        backend="vllm",
+        dtype=args.dtype,
+        gpu_memory_utilization=0.15,
+        kv_cache_memory_gb=args.kv_cache_gb,
+        max_model_len=2048,
+    )
+    requests = build(args.docs, args.max_new_tokens, config)
+    rows: dict[str, tuple[int, float]] = {}
+
+    started = time.perf_counter()
+    backend = VLLMBackend(config)
+    startup = time.perf_counter() - started
+    time_raw_vllm(backend.llm, requests[:4])  # warm-up: first-call allocations and caches
+    for _ in range(args.rounds):
+        for name, run in (
+            ("raw vLLM `LLM.chat`", lambda: time_raw_vllm(backend.llm, requests)),
+            ("pipeline: `run_requests` + VLLMBackend", lambda: time_pipeline(backend, requests)),
+        ):
+            tokens, elapsed = run()
+            if name not in rows or tokens / elapsed > rows[name][0] / rows[name][1]:
+                rows[name] = (tokens, elapsed)
+    backend.close()
+
+    raw_hf, ours_hf = "raw transformers `generate` (batched)", "pipeline: TransformersBackend"
+    if not args.skip_transformers:
+        rows[raw_hf] = time_raw_transformers(embedded_generator_path(), args.dtype, requests)
+        transformers_config = BackendConfig(
+            backend="transformers", dtype=args.dtype, batch_size=len(requests)
+        )
+        local = TransformersBackend(transformers_config)
+        rows[ours_hf] = time_pipeline(local, requests)
+        local.close()
+
+    speed = {name: tokens / elapsed for name, (tokens, elapsed) in rows.items()}
+    raw_vllm = "raw vLLM `LLM.chat`"
+    print(
+        f"\nGeneration throughput: {len(requests)} requests (Lee docs x 'wiki' prompt), "
+        f"{args.max_new_tokens} max new tokens, temperature 1, SmolLM2-135M-Instruct {args.dtype}; "
+        f"vLLM engine start {startup:.1f} s (not counted).\n"
+    )
+    print("| contender | generated tokens | wall s | tok/s |")
+    print("|---|---:|---:|---:|")
+    for name, (tokens, elapsed) in rows.items():
+        print(f"| {name} | {tokens} | {elapsed:.1f} | {speed[name]:.1f} |")
+    pipeline = speed["pipeline: `run_requests` + VLLMBackend"]
+    print(f"\n- pipeline / raw vLLM: **{pipeline / speed[raw_vllm]:.2f}** (target >= 0.95)")
+    if not args.skip_transformers:
+        print(f"- pipeline / raw transformers: **{pipeline / speed[raw_hf]:.2f}** (target >= 3)")
+        print(f"- pipeline / TransformersBackend: {pipeline / speed[ours_hf]:.2f}")
+    print(f"- machine: {machine()}")
+
+
+if __name__ == "__main__":
+    main()
