@@ -92,6 +92,11 @@ def _lineage(
             str(synthetic[0]["method"]) if "method" in synthetic.column_names else "synthetic"
         )
         generations = config.num_generations
+        if generations is None and config.synthetic_corpus is not None:
+            # The config name is authoritative: simple_g{G} rows each hold one generation.
+            from hf_megadocs.config_names import parse_config_name
+
+            generations = parse_config_name(config.synthetic_corpus).num_generations
         if generations is None:
             generations = _generations_of(synthetic)
     return Lineage(
