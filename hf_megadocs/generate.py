@@ -81,8 +81,9 @@ class GenerationConfig:
     """Requests per backend call and per store flush (a crash loses at most one batch)."""
     context_policy: Literal["truncate", "chunk", "skip"] = "truncate"
     """What to do with a document too long for the generator's context."""
-    validation_fraction: float = 0.0
-    """Share of documents held out as validation (never sent to the generator)."""
+    validation_fraction: float = 0.05
+    """Share of documents held out as validation (never sent to the generator); the
+    builder's default too, so pre-generating with the defaults wastes nothing."""
     split_seed: int = 0
     """Seed of the source-id hash that assigns documents to splits."""
 

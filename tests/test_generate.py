@@ -287,6 +287,8 @@ def test_kill_and_resume_dummy(tmp_path):
         "8",
         "--batch-size",
         "4",
+        "--validation-fraction",
+        "0",
     ]
     docs = list(load_source(SourceConfig(source="embedded", max_docs=20)))
     expected = {
@@ -323,7 +325,8 @@ def test_kill_and_resume_transformers_embedded_generator(tmp_path, sample_docs):
         ).requests
     }
     args = ["--backend", "transformers", "--source", str(source), "--id-column", "id",
-            "--num-samples", "1", "--max-new-tokens", "4", "--batch-size", "2"]  # fmt: skip
+            "--num-samples", "1", "--max-new-tokens", "4", "--batch-size", "2",
+            "--validation-fraction", "0"]  # fmt: skip
     store_dir = tmp_path / "store"
     _kill_and_resume(store_dir, args, expected_keys=expected, kill_after_lines=2, timeout_s=300)
     generations = GenerationStore(store_dir).get_many(expected).values()
