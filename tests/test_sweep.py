@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from hf_megadocs.train import get_preset
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -115,7 +117,12 @@ def test_real_only_config_does_not_search_m():
         ["--data.synthetic_corpus", "null", "--mix.synthetic_share", "0"],
     )
     assert "mix.synthetic_share" not in grid
-    assert start == {"mix.real_epochs": 2, "optim.lr": 3e-3, "optim.weight_decay": 0.4}
+    preset = get_preset("tiny_cpu")
+    assert start == {
+        "mix.real_epochs": preset.mix.real_epochs,
+        "optim.lr": preset.optim.lr,
+        "optim.weight_decay": preset.optim.weight_decay,
+    }
     with pytest.raises(ValueError, match="'optim.learning_rate' is not a TrainConfig field"):
         sweep.study_grid_and_start(sweep.Study(name="r", preset="tiny_cpu"),
                                    {"optim.learning_rate": (1e-3, 3e-3)}, {})
