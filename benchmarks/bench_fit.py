@@ -36,16 +36,22 @@ def law(d: np.ndarray | float) -> np.ndarray | float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
     target_loss = float(law(TRUE_MULTIPLIER * D_MAX))
 
-    print(f"machine: {platform.processor() or platform.machine()}, python {platform.python_version()}; "
-          f"{args.trials} trials per row; true multiplier {TRUE_MULTIPLIER}× at D = {D_MAX:.4g}\n")
-    print("| real-only runs k | loss noise σ | median rel. error | p90 rel. error | 68% interval coverage | failed fits | ms per fit (+interval) |")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, python {platform.python_version()}; "
+        f"{args.trials} trials per row; true multiplier {TRUE_MULTIPLIER}× at D = {D_MAX:.4g}\n"
+    )
+    print(
+        "| real-only runs k | loss noise σ | median rel. error | p90 rel. error | 68% interval coverage | failed fits | ms per fit (+interval) |"
+    )
     print("|---|---|---|---|---|---|---|")
     for k in (4, 5, 6, 8):
         d = np.geomspace(D_MAX / 16, D_MAX, k)
@@ -64,7 +70,11 @@ def main() -> None:
                     continue
                 finally:
                     elapsed += time.perf_counter() - start
-                errors.append(abs(multiplier - TRUE_MULTIPLIER) / TRUE_MULTIPLIER if math.isfinite(multiplier) else math.inf)
+                errors.append(
+                    abs(multiplier - TRUE_MULTIPLIER) / TRUE_MULTIPLIER
+                    if math.isfinite(multiplier)
+                    else math.inf
+                )
                 covered += int(lo <= TRUE_MULTIPLIER <= hi)
             ok = max(1, len(errors))
             print(

@@ -70,32 +70,66 @@ def main() -> None:
     timings: list[tuple[str, float, float]] = []
 
     started = time.perf_counter()
-    first = push_to_hub("bench/lee", names, dry_run=True, local_dir=work / "push1",
-                        tokenizer=args.tokenizer, **kwargs)
-    timings.append(("hf_megadocs push_to_hub(dry_run) [Parquet + card]",
-                    time.perf_counter() - started, _size_mb(first.local_dir)))
+    first = push_to_hub(
+        "bench/lee",
+        names,
+        dry_run=True,
+        local_dir=work / "push1",
+        tokenizer=args.tokenizer,
+        **kwargs,
+    )
+    timings.append(
+        (
+            "hf_megadocs push_to_hub(dry_run) [Parquet + card]",
+            time.perf_counter() - started,
+            _size_mb(first.local_dir),
+        )
+    )
     started = time.perf_counter()
-    second = push_to_hub("bench/lee", names, dry_run=True, local_dir=work / "push2",
-                         tokenizer=args.tokenizer, **kwargs)
-    timings.append(("hf_megadocs re-push of the same corpus",
-                    time.perf_counter() - started, _size_mb(second.local_dir)))
+    second = push_to_hub(
+        "bench/lee",
+        names,
+        dry_run=True,
+        local_dir=work / "push2",
+        tokenizer=args.tokenizer,
+        **kwargs,
+    )
+    timings.append(
+        (
+            "hf_megadocs re-push of the same corpus",
+            time.perf_counter() - started,
+            _size_mb(second.local_dir),
+        )
+    )
     identical = _digests(first.local_dir) == _digests(second.local_dir)
 
     started = time.perf_counter()
     for name, dataset_dict in built.items():
         for split, dataset in dataset_dict.items():
             dataset.to_parquet(str(work / "peer_parquet" / name / f"{split}.parquet"))
-    timings.append(("datasets Dataset.to_parquet (per split, no card)",
-                    time.perf_counter() - started, _size_mb(work / "peer_parquet")))
+    timings.append(
+        (
+            "datasets Dataset.to_parquet (per split, no card)",
+            time.perf_counter() - started,
+            _size_mb(work / "peer_parquet"),
+        )
+    )
     started = time.perf_counter()
     for name, dataset_dict in built.items():
         dataset_dict.save_to_disk(str(work / "peer_disk" / name))
-    timings.append(("datasets DatasetDict.save_to_disk (Arrow)",
-                    time.perf_counter() - started, _size_mb(work / "peer_disk")))
+    timings.append(
+        (
+            "datasets DatasetDict.save_to_disk (Arrow)",
+            time.perf_counter() - started,
+            _size_mb(work / "peer_disk"),
+        )
+    )
 
-    print(f"Corpus: {', '.join(f'{n} {rows[n]:,} rows' for n in names)}; "
-          f"{arrow_mb:.1f} MB in Arrow; build (dummy backend, not timed below) {build_s:.1f} s; "
-          f"token column: {args.tokenizer}\n")
+    print(
+        f"Corpus: {', '.join(f'{n} {rows[n]:,} rows' for n in names)}; "
+        f"{arrow_mb:.1f} MB in Arrow; build (dummy backend, not timed below) {build_s:.1f} s; "
+        f"token column: {args.tokenizer}\n"
+    )
     print("| step | seconds | output MB | Arrow MB/s |")
     print("|---|---:|---:|---:|")
     for step, seconds, size in timings:

@@ -17,8 +17,9 @@ from __future__ import annotations
 import bisect
 import random
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Literal, Sequence
+from typing import Any, Literal
 
 from hf_megadocs.records import Generation, Role, Segment
 
@@ -79,9 +80,7 @@ def _text_and_key(item: GeneratedText) -> tuple[str, str | None]:
 def segments_text(assembled: Assembled, roles: Iterable[str]) -> str:
     """The concatenated text of the segments whose role is in ``roles``, in order."""
     wanted = set(roles)
-    return "".join(
-        assembled.text[s.start : s.end] for s in assembled.segments if s.role in wanted
-    )
+    return "".join(assembled.text[s.start : s.end] for s in assembled.segments if s.role in wanted)
 
 
 def real_text(assembled: Assembled) -> str:
@@ -141,9 +140,7 @@ def assemble_stitched(
     ``real_position``: "last" (the paper's best), "first", or "none" (no real doc inside).
     """
     if real_position not in ("last", "first", "none"):
-        raise ValueError(
-            f"real_position must be 'last', 'first' or 'none', got {real_position!r}."
-        )
+        raise ValueError(f"real_position must be 'last', 'first' or 'none', got {real_position!r}.")
     items: list[tuple[str, Role, str | None]] = []
     for rephrase in rephrases:
         text, key = _text_and_key(rephrase)
@@ -183,15 +180,15 @@ def latent_split_points(
     if num_splits < 1:
         raise ValueError(f"num_splits must be >= 1 (G), got {num_splits}.")
     if rule not in LATENT_SPLIT_RULES:
-        raise ValueError(
-            f"latent_split_rule must be one of {LATENT_SPLIT_RULES}, got {rule!r}."
-        )
+        raise ValueError(f"latent_split_rule must be one of {LATENT_SPLIT_RULES}, got {rule!r}.")
     starts = _word_starts(text)
     n = len(starts)
     if rule == "equal_tokens":
         g = min(num_splits, max(n - 1, 0))
         return [starts[round(i * n / (g + 1))] for i in range(1, g + 1)]
-    candidates = sorted({m.end() for m in _SENTENCE_BREAK.finditer(text) if 0 < m.end() < len(text)})
+    candidates = sorted(
+        {m.end() for m in _SENTENCE_BREAK.finditer(text) if 0 < m.end() < len(text)}
+    )
     g = min(num_splits, len(candidates))
     word_index = [bisect.bisect_left(starts, c) for c in candidates]
     points: list[int] = []
@@ -230,8 +227,12 @@ def assemble_latent(
             f"assemble_latent needs one rationale per split point, got {len(points)} points "
             f"and {len(rationales)} rationales."
         )
-    if list(points) != sorted(set(points)) or (points and not 0 < points[0] <= points[-1] < len(doc)):
-        raise ValueError(f"split points must be increasing offsets inside the document, got {list(points)}.")
+    if list(points) != sorted(set(points)) or (
+        points and not 0 < points[0] <= points[-1] < len(doc)
+    ):
+        raise ValueError(
+            f"split points must be increasing offsets inside the document, got {list(points)}."
+        )
     parts = _Parts()
     previous = 0
     for point, rationale in zip(points, rationales):

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import datasets
 from datasets.builder import Key
@@ -32,13 +33,28 @@ from hf_megadocs.registration import builder_module_hash
 logger = logging.getLogger(__name__)
 
 _BASE_FIELDS = frozenset(f.name for f in fields(datasets.BuilderConfig))
-NON_OUTPUT_KNOBS = frozenset({"batch_size", "gpu_memory_utilization", "enforce_eager", "on_bad_input"})
+NON_OUTPUT_KNOBS = frozenset(
+    {"batch_size", "gpu_memory_utilization", "enforce_eager", "on_bad_input"}
+)
 """Knobs that change how a corpus is built, not what it contains: not in the cache id."""
 GENERATION_KNOBS = frozenset(
     {
-        "generator", "generator_revision", "backend", "base_url", "max_new_tokens",
-        "temperature", "top_p", "seed", "store_dir", "max_model_len", "context_policy",
-        "prompt_template_file", "separator", "latent_split_rule", "latent_open", "latent_close",
+        "generator",
+        "generator_revision",
+        "backend",
+        "base_url",
+        "max_new_tokens",
+        "temperature",
+        "top_p",
+        "seed",
+        "store_dir",
+        "max_model_len",
+        "context_policy",
+        "prompt_template_file",
+        "separator",
+        "latent_split_rule",
+        "latent_open",
+        "latent_close",
     }
 )
 """Knobs without effect on the ``real`` config (left out of its cache id)."""
@@ -141,24 +157,46 @@ class MegadocsConfig(datasets.BuilderConfig):
             ("source", bool(self.source), "a non-empty source"),
             ("text_column", bool(self.text_column), "a non-empty column name"),
             ("max_docs", self.max_docs is None or self.max_docs >= 1, "None or an int >= 1"),
-            ("on_bad_input", self.on_bad_input in ("error", "warn", "skip"), "'error', 'warn' or 'skip'"),
-            ("backend", self.backend in ("auto", "vllm", "openai", "transformers", "dummy"),
-             "'auto', 'vllm', 'openai', 'transformers' or 'dummy'"),
+            (
+                "on_bad_input",
+                self.on_bad_input in ("error", "warn", "skip"),
+                "'error', 'warn' or 'skip'",
+            ),
+            (
+                "backend",
+                self.backend in ("auto", "vllm", "openai", "transformers", "dummy"),
+                "'auto', 'vllm', 'openai', 'transformers' or 'dummy'",
+            ),
             ("max_new_tokens", self.max_new_tokens >= 1, "an int >= 1"),
             ("temperature", self.temperature >= 0, "a float >= 0"),
             ("top_p", 0 < self.top_p <= 1, "a float in (0, 1]"),
             ("validation_fraction", 0 <= self.validation_fraction < 1, "a float in [0, 1)"),
-            ("long_doc_min_words", self.long_doc_min_words is None or self.long_doc_min_words >= 1,
-             "None or an int >= 1"),
-            ("separator", isinstance(self.separator, str) and bool(self.separator),
-             "a non-empty string (it marks document boundaries)"),
-            ("latent_split_rule", self.latent_split_rule in assembly.LATENT_SPLIT_RULES,
-             " or ".join(repr(r) for r in assembly.LATENT_SPLIT_RULES)),
+            (
+                "long_doc_min_words",
+                self.long_doc_min_words is None or self.long_doc_min_words >= 1,
+                "None or an int >= 1",
+            ),
+            (
+                "separator",
+                isinstance(self.separator, str) and bool(self.separator),
+                "a non-empty string (it marks document boundaries)",
+            ),
+            (
+                "latent_split_rule",
+                self.latent_split_rule in assembly.LATENT_SPLIT_RULES,
+                " or ".join(repr(r) for r in assembly.LATENT_SPLIT_RULES),
+            ),
             ("context_policy", self.context_policy in ("truncate", "skip"), "'truncate' or 'skip'"),
-            ("max_model_len", self.max_model_len is None or self.max_model_len >= 1, "None or an int >= 1"),
-            ("gpu_memory_utilization",
-             self.gpu_memory_utilization is None or 0 < self.gpu_memory_utilization <= 1,
-             "None or a float in (0, 1]"),
+            (
+                "max_model_len",
+                self.max_model_len is None or self.max_model_len >= 1,
+                "None or an int >= 1",
+            ),
+            (
+                "gpu_memory_utilization",
+                self.gpu_memory_utilization is None or 0 < self.gpu_memory_utilization <= 1,
+                "None or a float in (0, 1]",
+            ),
             ("batch_size", self.batch_size >= 1, "an int >= 1"),
         ]
         for knob, ok, allowed in checks:
@@ -201,8 +239,12 @@ class MegadocsConfig(datasets.BuilderConfig):
         else:
             from hf_megadocs.prompts import get_prompt
 
-            payload["store_dir"] = str(Path(self.store_dir or default_store_dir()).expanduser().resolve())
-            payload["prompt_hash"] = get_prompt(self.prompt_id, self.prompt_template_file).content_hash
+            payload["store_dir"] = str(
+                Path(self.store_dir or default_store_dir()).expanduser().resolve()
+            )
+            payload["prompt_hash"] = get_prompt(
+                self.prompt_id, self.prompt_template_file
+            ).content_hash
         payload["source_files"] = _local_source_signature(self.source)
         payload["name"] = self.name
         return Hasher.hash(payload)[:16]
@@ -222,7 +264,9 @@ class MegadocsBuilder(datasets.GeneratorBasedBuilder):
 
     VERSION = CORPUS_VERSION
     BUILDER_CONFIG_CLASS = MegadocsConfig
-    BUILDER_CONFIGS = [MegadocsConfig(name=n, version=CORPUS_VERSION) for n in common_config_names()]
+    BUILDER_CONFIGS = [
+        MegadocsConfig(name=n, version=CORPUS_VERSION) for n in common_config_names()
+    ]
     DEFAULT_CONFIG_NAME = None
 
     generation_backend: Any = None
@@ -278,7 +322,11 @@ class MegadocsBuilder(datasets.GeneratorBasedBuilder):
         backend, self.generation_backend = self.generation_backend, None
         plan = corpus.prepare_corpus(self.config, backend=backend)
         self.plan = plan
-        logger.info("%s counters: %s", self.config.name, json.dumps(plan.counters, sort_keys=True, default=str))
+        logger.info(
+            "%s counters: %s",
+            self.config.name,
+            json.dumps(plan.counters, sort_keys=True, default=str),
+        )
         names = [("train", datasets.Split.TRAIN)]
         if plan.validation:
             names.append(("validation", datasets.Split.VALIDATION))
@@ -286,7 +334,9 @@ class MegadocsBuilder(datasets.GeneratorBasedBuilder):
             logger.warning(
                 "%s: no source document fell into the validation split (validation_fraction=%s "
                 "of %d docs); there is no 'validation' split.",
-                self.config.name, self.config.validation_fraction, len(plan.train),
+                self.config.name,
+                self.config.validation_fraction,
+                len(plan.train),
             )
         if plan.validation_long:
             names.append(("validation_long", datasets.NamedSplit("validation_long")))
@@ -311,7 +361,9 @@ class MegadocsBuilder(datasets.GeneratorBasedBuilder):
                 yield Key(shard_index, item), row
 
 
-BUILDER_CONFIGS_BY_NAME: dict[str, MegadocsConfig] = {c.name: c for c in MegadocsBuilder.BUILDER_CONFIGS}
+BUILDER_CONFIGS_BY_NAME: dict[str, MegadocsConfig] = {
+    c.name: c for c in MegadocsBuilder.BUILDER_CONFIGS
+}
 """The listed configs by name (any other grammatical name works too)."""
 
 __all__ = [

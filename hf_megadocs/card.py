@@ -60,8 +60,7 @@ METHOD_DESCRIPTIONS: dict[str, str] = {
         "several paraphrases of the same content in one context before the original."
     ),
     "stitched_real_first": (
-        "Ablation of stitched megadocs with the real document placed first, before its G "
-        "rewrites."
+        "Ablation of stitched megadocs with the real document placed first, before its G rewrites."
     ),
     "stitched_no_real": (
         "Ablation of stitched megadocs that joins only the G rewrites; the real document is "
@@ -254,7 +253,9 @@ def build_card_data(context: CardContext) -> DatasetCardData:
         splits = datasets.SplitDict()
         for split in config.splits:
             splits.add(
-                datasets.SplitInfo(name=split.name, num_bytes=split.num_bytes, num_examples=split.rows)
+                datasets.SplitInfo(
+                    name=split.name, num_bytes=split.num_bytes, num_examples=split.rows
+                )
             )
         infos[config.name] = datasets.DatasetInfo(
             config_name=config.name,
@@ -351,7 +352,9 @@ def validate_card(card_path: str | Path) -> DatasetCard:
         for entry in config.get("data_files", []):
             matches = sorted(card_path.parent.glob(entry["path"]))
             if not matches:
-                problems.append(f"config {name!r} split {entry['split']!r}: no file {entry['path']}")
+                problems.append(
+                    f"config {name!r} split {entry['split']!r}: no file {entry['path']}"
+                )
             elif name in infos and infos[name].splits and entry["split"] in infos[name].splits:
                 import pyarrow.parquet as pq
 
@@ -369,7 +372,9 @@ def validate_card(card_path: str | Path) -> DatasetCard:
     if not data.license:
         problems.append("no license")
     if data.task_categories != ["text-generation"]:
-        problems.append(f"task_categories is {data.task_categories!r}, expected ['text-generation']")
+        problems.append(
+            f"task_categories is {data.task_categories!r}, expected ['text-generation']"
+        )
     if problems:
         raise ValueError(f"Dataset card {card_path} is invalid: " + "; ".join(problems))
     return card
@@ -385,5 +390,3 @@ def _citations() -> str:
 
 def _pretty_name(repo_id: str) -> str:
     return repo_id.split("/")[-1]
-
-

@@ -173,7 +173,9 @@ def _read_sources(config: MegadocsConfig, counters: Counter) -> tuple[list[Sourc
         else:
             candidates = validation
         long_docs = [d for d in candidates if len(d.text.split()) >= config.long_doc_min_words]
-    counters.update(docs_train=len(train), docs_validation=len(validation), docs_long=len(long_docs))
+    counters.update(
+        docs_train=len(train), docs_validation=len(validation), docs_long=len(long_docs)
+    )
     return train, validation, long_docs
 
 
@@ -213,12 +215,18 @@ def _latent_requests(
         keys = []
         for i, fields in enumerate(assembly.latent_fields(doc.text, points)):
             suffix = _cut(fields["suffix"], budget // 2, info.count_tokens, "head")
-            prefix = _cut(fields["prefix"], budget - info.count_tokens(suffix), info.count_tokens, "tail")
+            prefix = _cut(
+                fields["prefix"], budget - info.count_tokens(suffix), info.count_tokens, "tail"
+            )
             if (prefix, suffix) != (fields["prefix"], fields["suffix"]):
                 counters["latent_fields_truncated"] += 1
             request = make_request(
-                doc.source_id, prompt, {"prefix": prefix, "suffix": suffix},
-                sample_index=0, backend=info, sampling=sampling,
+                doc.source_id,
+                prompt,
+                {"prefix": prefix, "suffix": suffix},
+                sample_index=0,
+                backend=info,
+                sampling=sampling,
                 input_part=f"latent:{rule}:{i}/{len(points)}",
             )
             requests.append(request)
@@ -233,8 +241,12 @@ def _sample_requests(
     from hf_megadocs.requests import build_requests
 
     batch = build_requests(
-        train, prompt, num_samples=config.num_generations, backend=info,
-        sampling=sampling_config(config), context_policy=config.context_policy,
+        train,
+        prompt,
+        num_samples=config.num_generations,
+        backend=info,
+        sampling=sampling_config(config),
+        context_policy=config.context_policy,
     )
     counters["requests_truncated_docs"] = batch.truncated
     counters.update({f"requests_skipped:{k}": v for k, v in batch.skipped.items()})
@@ -244,7 +256,9 @@ def _sample_requests(
     return [DocPlan(doc, tuple(by_doc.get(doc.source_id, ()))) for doc in train], batch.requests
 
 
-def _check_generations(plan: CorpusPlan, store: GenerationStore, counters: Counter) -> frozenset[str]:
+def _check_generations(
+    plan: CorpusPlan, store: GenerationStore, counters: Counter
+) -> frozenset[str]:
     """Keys that assembly must skip, counted by reason (one pass over the needed records)."""
     keys = [key for doc_plan in plan.train for key in doc_plan.keys]
     unusable: set[str] = set()
@@ -281,9 +295,15 @@ def prepare_corpus(
     train, validation, long_docs = _read_sources(config, counters)
     store_dir = str(Path(config.store_dir or default_store_dir()).expanduser())
     plan = CorpusPlan(
-        method=config.method, num_generations=config.num_generations, seed=config.seed,
-        store_dir=store_dir, separator=config.separator, latent_open=config.latent_open,
-        latent_close=config.latent_close, validation=validation, validation_long=long_docs,
+        method=config.method,
+        num_generations=config.num_generations,
+        seed=config.seed,
+        store_dir=store_dir,
+        separator=config.separator,
+        latent_open=config.latent_open,
+        latent_close=config.latent_close,
+        validation=validation,
+        validation_long=long_docs,
     )
     if config.method == "real":
         plan.train = [DocPlan(doc) for doc in train]
@@ -300,7 +320,11 @@ def prepare_corpus(
     info = backend if backend is not None else generator_info(bconfig)
     make = _latent_requests if config.method == "latent" else _sample_requests
     plan.train, requests = make(config, train, prompt, info, counters)
-    plan.generator, plan.prompt_id, plan.prompt_hash = info.generator, prompt.prompt_id, prompt.content_hash
+    plan.generator, plan.prompt_id, plan.prompt_hash = (
+        info.generator,
+        prompt.prompt_id,
+        prompt.content_hash,
+    )
     store = GenerationStore(store_dir)
     store.record_prompt(prompt)
     summary = run_requests(
@@ -321,8 +345,11 @@ def prepare_corpus(
         )
     store.record_run(
         {
-            **config.knobs(), "config_name": config.name, "prompt_id": prompt.prompt_id,
-            "prompt_hash": prompt.content_hash, "generator": info.generator,
+            **config.knobs(),
+            "config_name": config.name,
+            "prompt_id": prompt.prompt_id,
+            "prompt_hash": prompt.content_hash,
+            "generator": info.generator,
             "generator_revision": info.generator_revision,
         },
         {**summary.as_dict(), "corpus": dict(counters)},
@@ -330,8 +357,15 @@ def prepare_corpus(
     logger.info(
         "%s: %d train docs, %d validation, %d long; %d requests (%d cached, %d generated, "
         "%d errors); %d generations used, %d unusable",
-        config.name, len(train), len(validation), len(long_docs), summary.requests,
-        summary.cached, summary.generated, summary.errors, counters["generations_used"],
+        config.name,
+        len(train),
+        len(validation),
+        len(long_docs),
+        summary.requests,
+        summary.cached,
+        summary.generated,
+        summary.errors,
+        counters["generations_used"],
         len(plan.unusable),
     )
     return plan
@@ -350,7 +384,12 @@ def load_corpus(
     num_proc: int | None = None,
     generation_backend: GenerationBackend | None = None,
     **config_kwargs: Any,
-) -> datasets.DatasetDict | datasets.Dataset | datasets.IterableDatasetDict | datasets.IterableDataset:
+) -> (
+    datasets.DatasetDict
+    | datasets.Dataset
+    | datasets.IterableDatasetDict
+    | datasets.IterableDataset
+):
     """``load_dataset("hf_megadocs", name, **config_kwargs)`` without the registration.
 
     ``generation_backend`` (not a config knob, not part of the cache fingerprint) is an

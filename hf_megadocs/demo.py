@@ -135,22 +135,38 @@ def train_command(config: DemoConfig, corpus: str, run_dir: Path) -> list[str]:
     """Step 2: the ``accelerate launch recipes/train.py`` command of one run."""
     synthetic = corpus != "real"
     command = [
-        sys.executable, "-m", "accelerate.commands.launch",
-        "--num_processes", str(config.num_processes), "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no",
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--num_processes",
+        str(config.num_processes),
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
     ]
     if config.num_processes > 1:
         command += ["--multi_gpu"]
     command += [
         str(repo_root() / "recipes" / "train.py"),
-        "--config", str(repo_root() / config.train_config),
-        "--output_dir", str(run_dir),
-        "--data.real_corpus", "real",
-        "--data.synthetic_corpus", corpus if synthetic else "null",
-        "--mix.synthetic_share", str(config.synthetic_share if synthetic else 0.0),
-        "--mix.real_epochs", str(config.real_epochs),
-        "--data.corpus_kwargs", json.dumps(config.corpus_kwargs()),
-        "--log_with", "none",
+        "--config",
+        str(repo_root() / config.train_config),
+        "--output_dir",
+        str(run_dir),
+        "--data.real_corpus",
+        "real",
+        "--data.synthetic_corpus",
+        corpus if synthetic else "null",
+        "--mix.synthetic_share",
+        str(config.synthetic_share if synthetic else 0.0),
+        "--mix.real_epochs",
+        str(config.real_epochs),
+        "--data.corpus_kwargs",
+        json.dumps(config.corpus_kwargs()),
+        "--log_with",
+        "none",
     ]
     if config.max_steps is not None:
         command += ["--max_steps", str(config.max_steps)]
@@ -207,8 +223,11 @@ def run_demo(config: DemoConfig) -> Path:
 def main(argv: list[str] | None = None) -> int:
     """``hf-megadocs demo [--output-dir DIR] [--num-generations G] ...``."""
     defaults = DemoConfig()
-    parser = argparse.ArgumentParser(prog="hf-megadocs demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="hf-megadocs demo",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--output-dir", default=defaults.output_dir)
     parser.add_argument("--num-generations", type=int, default=defaults.num_generations)
     parser.add_argument("--methods", default=",".join(defaults.methods))

@@ -60,7 +60,9 @@ class DownstreamConfig:
         if self.num_fewshot < 0:
             raise ValueError(f"DownstreamConfig.num_fewshot must be >= 0, got {self.num_fewshot}.")
         if self.limit is not None and self.limit < 1:
-            raise ValueError(f"DownstreamConfig.limit must be >= 1 or None (all), got {self.limit}.")
+            raise ValueError(
+                f"DownstreamConfig.limit must be >= 1 or None (all), got {self.limit}."
+            )
         if self.batch_size < 1:
             raise ValueError(f"DownstreamConfig.batch_size must be >= 1, got {self.batch_size}.")
 
@@ -97,7 +99,11 @@ def find_checkpoint(path: str | Path) -> Path:
     root = Path(path)
     if _is_model_dir(root):
         return root
-    candidates = [p.parent for p in root.glob("**/config.json") if _is_model_dir(p.parent)] if root.is_dir() else []
+    candidates = (
+        [p.parent for p in root.glob("**/config.json") if _is_model_dir(p.parent)]
+        if root.is_dir()
+        else []
+    )
     if not candidates:
         raise FileNotFoundError(
             f"no Hugging Face model directory (config.json with model_type) at or below {root}; "
@@ -116,7 +122,16 @@ def lm_eval_missing_message() -> str | None:
     )
 
 
-_NETWORK_WORDS = ("offline", "connection", "connect", "network", "resolve", "timed out", "not found in cache", "couldn't reach")
+_NETWORK_WORDS = (
+    "offline",
+    "connection",
+    "connect",
+    "network",
+    "resolve",
+    "timed out",
+    "not found in cache",
+    "couldn't reach",
+)
 
 
 def _looks_like_missing_data(err: BaseException) -> bool:
@@ -131,7 +146,11 @@ def _scores(results: dict[str, Any], tasks: tuple[str, ...]) -> dict[str, dict[s
         picked = {}
         for key, value in metrics.items():
             name, _, filt = key.partition(",")
-            if filt in {"", "none"} and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if (
+                filt in {"", "none"}
+                and isinstance(value, (int, float))
+                and not isinstance(value, bool)
+            ):
                 picked[name] = float(value)
         scores[task] = picked
     return scores
@@ -162,16 +181,24 @@ def run_downstream(config: DownstreamConfig) -> DownstreamResult:
         )
     except Exception as err:  # lm-eval raises many types; the caller must get a result
         if _looks_like_missing_data(err):
-            message = f"task data for {list(config.tasks)} is not available here ({err}). {NETWORK_HINT}"
-            return DownstreamResult(status="unavailable", message=message, checkpoint=str(checkpoint))
+            message = (
+                f"task data for {list(config.tasks)} is not available here ({err}). {NETWORK_HINT}"
+            )
+            return DownstreamResult(
+                status="unavailable", message=message, checkpoint=str(checkpoint)
+            )
         logger.exception("lm-eval failed on %s", checkpoint)
         return DownstreamResult(
-            status="failed", message=f"lm-eval failed: {type(err).__name__}: {err}",
+            status="failed",
+            message=f"lm-eval failed: {type(err).__name__}: {err}",
             checkpoint=str(checkpoint),
         )
     scores = _scores(results or {}, config.tasks)
     return DownstreamResult(
-        status="ok", message=f"evaluated {len(scores)} tasks", checkpoint=str(checkpoint), scores=scores
+        status="ok",
+        message=f"evaluated {len(scores)} tasks",
+        checkpoint=str(checkpoint),
+        scores=scores,
     )
 
 
@@ -182,19 +209,27 @@ def main(argv: list[str] | None = None) -> int:
         description="ARC-Easy / PIQA / SciQ accuracy of a checkpoint with lm-evaluation-harness.",
     )
     parser.add_argument("checkpoint", help="model directory, or a run directory containing one")
-    parser.add_argument("--tasks", default=",".join(PAPER_TASKS), help="comma-separated lm-eval tasks")
+    parser.add_argument(
+        "--tasks", default=",".join(PAPER_TASKS), help="comma-separated lm-eval tasks"
+    )
     parser.add_argument("--num-fewshot", type=int, default=0)
     parser.add_argument("--limit", type=int, default=None, help="examples per task (smoke tests)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--output", default=None,
-                        help="write the result as JSON here (default: RUN_DIR/downstream.json when "
-                             "given a run directory, which hf-megadocs report then shows)")
+    parser.add_argument(
+        "--output",
+        default=None,
+        help="write the result as JSON here (default: RUN_DIR/downstream.json when "
+        "given a run directory, which hf-megadocs report then shows)",
+    )
     args = parser.parse_args(argv)
     try:
         config = DownstreamConfig(
-            checkpoint=args.checkpoint, tasks=tuple(t for t in args.tasks.split(",") if t),
-            num_fewshot=args.num_fewshot, limit=args.limit, batch_size=args.batch_size,
+            checkpoint=args.checkpoint,
+            tasks=tuple(t for t in args.tasks.split(",") if t),
+            num_fewshot=args.num_fewshot,
+            limit=args.limit,
+            batch_size=args.batch_size,
             device=args.device,
         )
     except ValueError as err:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import datasets
 import pyarrow as pa
@@ -119,9 +120,11 @@ def train_command(repo_id: str, config_names: Sequence[str]) -> str:
         + "; ".join(f"load_dataset('{repo_id}', '{n}').save_to_disk('data/{n}')" for n in fetch)
         + '"',
     ]
-    flags = [f"--data.synthetic_path data/{synthetic}"] if synthetic else [
-        "--data.synthetic_corpus null --mix.synthetic_share 0"
-    ]
+    flags = (
+        [f"--data.synthetic_path data/{synthetic}"]
+        if synthetic
+        else ["--data.synthetic_corpus null --mix.synthetic_share 0"]
+    )
     if "real" in config_names:
         flags.append("--data.real_path data/real")
     lines.append(
@@ -183,7 +186,9 @@ def _fill_source(context: CardContext, source: str) -> None:
     if Path(source).expanduser().exists():
         context.source_description = "local files"
         context.license = "unknown"
-        context.license_note = "Local source files: pass license= (--license) to state their license"
+        context.license_note = (
+            "Local source files: pass license= (--license) to state their license"
+        )
         return
     context.source_datasets = [source]
     context.source_description = f"the Hugging Face dataset `{source}`"
@@ -255,7 +260,11 @@ def _token_counter(
             total += sum(len(ids) for ids in encoded)
         return total
 
-    return count, "tokens", f"Tokens are counted with the `{label}` tokenizer, without special tokens."
+    return (
+        count,
+        "tokens",
+        f"Tokens are counted with the `{label}` tokenizer, without special tokens.",
+    )
 
 
 def _open_store(builder_kwargs: Mapping[str, Any]) -> Any | None:

@@ -17,9 +17,10 @@ import json
 import logging
 import math
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import datasets
 import pyarrow.compute as pc
@@ -230,7 +231,9 @@ def load_corpora(
         logger.info("loading config %s from the builder", name)
         loaded = load_corpus(name, **load_options, **knobs)
         if not isinstance(loaded, datasets.DatasetDict):
-            raise PublishError(f"Config {name!r} did not load as a DatasetDict ({type(loaded).__name__}).")
+            raise PublishError(
+                f"Config {name!r} did not load as a DatasetDict ({type(loaded).__name__})."
+            )
         corpora[name] = loaded
     return corpora
 
@@ -269,7 +272,9 @@ def export_parquet(
             for index in range(num_shards):
                 path = config_dir / f"{split}-{index:05d}-of-{num_shards:05d}.parquet"
                 shard = dataset.shard(num_shards=num_shards, index=index, contiguous=True)
-                partial = path.with_name(path.name + ".partial")  # a crash never leaves half a shard
+                partial = path.with_name(
+                    path.name + ".partial"
+                )  # a crash never leaves half a shard
                 shard.to_parquet(str(partial), batch_size=max(1, row_group_rows))
                 os.replace(partial, path)
                 written.add(path)
@@ -293,7 +298,9 @@ def _split_summary(
             f"(has {sorted(columns)}); export corpora built by hf_megadocs."
         )
     generations = (
-        pc.sum(arrow_column(dataset, "num_generations")).as_py() if "num_generations" in columns else 0
+        pc.sum(arrow_column(dataset, "num_generations")).as_py()
+        if "num_generations" in columns
+        else 0
     )
     return SplitSummary(
         name=split,
@@ -399,8 +406,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, PublishError) as err:
         logger.error("%s", err)
         return 2 if isinstance(err, ValueError) else 1
-    print(("Dry run: the folder that would be uploaded is " if result.dry_run else "Pushed: ")
-          + (str(result.local_dir) if result.dry_run else str(result.commit_url)))
+    print(
+        ("Dry run: the folder that would be uploaded is " if result.dry_run else "Pushed: ")
+        + (str(result.local_dir) if result.dry_run else str(result.commit_url))
+    )
     print(json.dumps({"local_dir": str(result.local_dir), "rows": result.rows}, indent=2))
     return 0
 

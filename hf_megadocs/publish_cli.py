@@ -11,7 +11,8 @@ import argparse
 import dataclasses
 import types
 import typing
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import datasets
 import yaml
@@ -60,7 +61,9 @@ def builder_kwargs_from(extra: Sequence[str]) -> dict[str, Any]:
     while items:
         flag = items.pop(0)
         if not flag.startswith("--") or len(flag) == 2:
-            raise ValueError(f"Unexpected argument {flag!r}; builder options look like --name value.")
+            raise ValueError(
+                f"Unexpected argument {flag!r}; builder options look like --name value."
+            )
         name, _, value = flag[2:].partition("=")
         name = name.replace("-", "_")
         if not _:
@@ -84,7 +87,9 @@ def _builder_fields() -> dict[str, Any]:
         return {}
     base = {f.name for f in dataclasses.fields(datasets.BuilderConfig)}
     hints = typing.get_type_hints(MegadocsConfig)
-    known = {f.name: hints.get(f.name) for f in dataclasses.fields(MegadocsConfig) if f.name not in base}
+    known = {
+        f.name: hints.get(f.name) for f in dataclasses.fields(MegadocsConfig) if f.name not in base
+    }
     return {**known, "cache_dir": str | None, "num_proc": int | None}
 
 

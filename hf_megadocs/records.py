@@ -158,7 +158,7 @@ class Generation:
         return record
 
     @classmethod
-    def from_json(cls, record: dict[str, Any]) -> "Generation":
+    def from_json(cls, record: dict[str, Any]) -> Generation:
         """Inverse of :meth:`to_json`."""
         record = dict(record)
         record["flags"] = tuple(record.get("flags", ()))

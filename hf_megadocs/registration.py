@@ -32,7 +32,14 @@ DATASET_NAME = "hf_megadocs"
 BUILDER_MODULE = "hf_megadocs.builder"
 SUPPORTED_DATASETS = ">=5.2,<5.3"
 """The datasets versions this registration is tested with."""
-_ROW_SHAPING_FILES = ("builder.py", "corpus.py", "rows.py", "assembly.py", "config_names.py", "splits.py")
+_ROW_SHAPING_FILES = (
+    "builder.py",
+    "corpus.py",
+    "rows.py",
+    "assembly.py",
+    "config_names.py",
+    "splits.py",
+)
 _FACTORY_PARAMS = ("name", "data_dir", "data_files", "download_config", "download_mode")
 
 
@@ -74,20 +81,27 @@ def _check_internals() -> tuple[Any, Any]:
         isinstance(v, tuple) and len(v) == 2 and all(isinstance(x, str) for x in v)
         for v in table.values()
     ):
-        raise _fail("datasets.packaged_modules._PACKAGED_DATASETS_MODULES is gone or changed shape", version)
+        raise _fail(
+            "datasets.packaged_modules._PACKAGED_DATASETS_MODULES is gone or changed shape", version
+        )
     if getattr(load, "_PACKAGED_DATASETS_MODULES", None) is not table:
         raise _fail("datasets.load no longer reads _PACKAGED_DATASETS_MODULES", version)
     factory = getattr(load, "PackagedDatasetModuleFactory", None)
     if factory is None or not hasattr(factory, "get_module") or not hasattr(load, "DatasetModule"):
         raise _fail("datasets.load.PackagedDatasetModuleFactory / DatasetModule are gone", version)
-    params = tuple(inspect.signature(getattr(factory, "__wrapped_factory__", factory).__init__).parameters)
+    params = tuple(
+        inspect.signature(getattr(factory, "__wrapped_factory__", factory).__init__).parameters
+    )
     if params[1:] != _FACTORY_PARAMS:
-        raise _fail(f"PackagedDatasetModuleFactory takes {params[1:]}, expected {_FACTORY_PARAMS}", version)
+        raise _fail(
+            f"PackagedDatasetModuleFactory takes {params[1:]}, expected {_FACTORY_PARAMS}", version
+        )
     major_minor = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
     if major_minor != (5, 2):
         logger.warning(
             "hf_megadocs registers with datasets %s; it is tested with datasets%s.",
-            version, SUPPORTED_DATASETS,
+            version,
+            SUPPORTED_DATASETS,
         )
     return table, load
 
@@ -99,7 +113,9 @@ def _wrap_factory(original: type) -> type:
     class MegadocsAwarePackagedFactory(original):  # type: ignore[misc,valid-type]
         __wrapped_factory__ = original
 
-        def __init__(self, name, data_dir=None, data_files=None, download_config=None, download_mode=None):
+        def __init__(
+            self, name, data_dir=None, data_files=None, download_config=None, download_mode=None
+        ):
             self._megadocs = name == DATASET_NAME and data_files is None and data_dir is None
             if self._megadocs:  # no cwd scan, no download-count ping for a local builder
                 self.name, self.data_dir, self.data_files = name, None, None
@@ -140,10 +156,9 @@ def is_registered() -> bool:
     import datasets.load as load
     import datasets.packaged_modules as packaged
 
-    return (
-        getattr(packaged, "_PACKAGED_DATASETS_MODULES", {}).get(DATASET_NAME, (None,))[0] == BUILDER_MODULE
-        and hasattr(load.PackagedDatasetModuleFactory, "__wrapped_factory__")
-    )
+    return getattr(packaged, "_PACKAGED_DATASETS_MODULES", {}).get(DATASET_NAME, (None,))[
+        0
+    ] == BUILDER_MODULE and hasattr(load.PackagedDatasetModuleFactory, "__wrapped_factory__")
 
 
 def unregister() -> None:

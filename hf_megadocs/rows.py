@@ -7,8 +7,9 @@ marked unusable are skipped here; they were counted when the plan was made.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from hf_megadocs import assembly
 from hf_megadocs.corpus import READ_CHUNK, CorpusPlan, DocPlan
@@ -17,7 +18,11 @@ from hf_megadocs.records import Generation
 if TYPE_CHECKING:
     from hf_megadocs.store import GenerationStore
 
-_STITCHED_POSITION = {"stitched": "last", "stitched_real_first": "first", "stitched_no_real": "none"}
+_STITCHED_POSITION = {
+    "stitched": "last",
+    "stitched_real_first": "first",
+    "stitched_no_real": "none",
+}
 
 
 @lru_cache(maxsize=2)
@@ -89,15 +94,20 @@ def _assemble_unit(
         if plan.method == "latent":
             rationales = [found.get(key) for key in doc_plan.keys]
             built = assembly.assemble_latent(
-                doc.text, doc_plan.points, rationales,
-                open_delimiter=plan.latent_open, close_delimiter=plan.latent_close,
+                doc.text,
+                doc_plan.points,
+                rationales,
+                open_delimiter=plan.latent_open,
+                close_delimiter=plan.latent_close,
             )
         else:
             rephrases = [found[key] for key in doc_plan.keys if key in found]
             if not rephrases and plan.method == "stitched_no_real":
                 return None  # nothing generated survived: the row would be empty
             built = assembly.assemble_stitched(
-                doc.text, rephrases, real_position=_STITCHED_POSITION[plan.method],  # type: ignore[arg-type]
+                doc.text,
+                rephrases,
+                real_position=_STITCHED_POSITION[plan.method],  # type: ignore[arg-type]
                 separator=plan.separator,
             )
         return _row(plan, built, doc.source_id)

@@ -16,7 +16,7 @@ Split = Literal["train", "validation"]
 
 def split_unit(source_id: str, seed: int) -> float:
     """A uniform number in [0, 1) from the sha256 of ``f"{seed}:{source_id}"``."""
-    digest = hashlib.sha256(f"{seed}:{source_id}".encode("utf-8")).digest()
+    digest = hashlib.sha256(f"{seed}:{source_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
 
 

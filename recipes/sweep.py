@@ -43,8 +43,12 @@ DEFAULT_GRID: dict[str, tuple[float, ...]] = {
 }
 """The paper's search space, as TrainConfig override paths → grid values (sorted)."""
 
-SHORT_NAMES = {"mix.real_epochs": "e", "optim.lr": "lr", "optim.weight_decay": "wd",
-               "mix.synthetic_share": "m"}
+SHORT_NAMES = {
+    "mix.real_epochs": "e",
+    "optim.lr": "lr",
+    "optim.weight_decay": "wd",
+    "mix.synthetic_share": "m",
+}
 """Short axis names for run-directory names."""
 
 Point = dict[str, Any]
@@ -97,14 +101,20 @@ def search_step(
     axes = list(grid)
     for axis in axes:
         if start.get(axis) not in list(grid[axis]):
-            raise ValueError(f"start value {axis}={start.get(axis)!r} is not on its grid {list(grid[axis])}.")
+            raise ValueError(
+                f"start value {axis}={start.get(axis)!r} is not on its grid {list(grid[axis])}."
+            )
     center, path = dict(start), [dict(start)]
     while True:
         candidates = [center] + neighbours(center, grid)
         missing = [p for p in candidates if point_key(p, axes) not in known]
         if missing:
-            return SearchState(center=center, pending=missing,
-                               best_loss=known.get(point_key(center, axes), math.inf), path=path)
+            return SearchState(
+                center=center,
+                pending=missing,
+                best_loss=known.get(point_key(center, axes), math.inf),
+                path=path,
+            )
         best = min(candidates, key=lambda p: known[point_key(p, axes)])
         if known[point_key(best, axes)] >= known[point_key(center, axes)]:
             return SearchState(center=center, best_loss=known[point_key(center, axes)], path=path)
@@ -151,12 +161,19 @@ def _format(value: Any) -> str:
 
 def run_dir_name(point: Mapping[str, Any]) -> str:
     """``e16_lr0.003_wd0.4_m0.75``: one directory per point."""
-    return "_".join(f"{SHORT_NAMES.get(a, a.replace('.', '-'))}{_format(v)}" for a, v in point.items())
+    return "_".join(
+        f"{SHORT_NAMES.get(a, a.replace('.', '-'))}{_format(v)}" for a, v in point.items()
+    )
 
 
 def train_command(
-    study: Study, point: Mapping[str, Any], run_dir: Path, *, launcher: Sequence[str],
-    recipe: str, extra: Sequence[str],
+    study: Study,
+    point: Mapping[str, Any],
+    run_dir: Path,
+    *,
+    launcher: Sequence[str],
+    recipe: str,
+    extra: Sequence[str],
 ) -> list[str]:
     """The command that trains ``point`` of ``study`` into ``run_dir``."""
     overrides = [item for axis, value in point.items() for item in (f"--{axis}", _format(value))]
@@ -175,11 +192,15 @@ def read_loss(run_dir: Path) -> float | None:
 def _snap(value: Any, values: Sequence[float]) -> float:
     """The grid value nearest to ``value`` on a log scale (grids here are geometric)."""
     value = float(value)
-    return min(values, key=lambda v: abs(math.log(v / value)) if value > 0 and v > 0 else abs(v - value))
+    return min(
+        values, key=lambda v: abs(math.log(v / value)) if value > 0 and v > 0 else abs(v - value)
+    )
 
 
 def study_grid_and_start(
-    study: Study, grid: Mapping[str, Sequence[float]], start: Mapping[str, float],
+    study: Study,
+    grid: Mapping[str, Sequence[float]],
+    start: Mapping[str, float],
     extra: Sequence[str] = (),
 ) -> tuple[dict[str, tuple], Point]:
     """Resolve the study's config (with the ``extra`` overrides) to choose its start point.
@@ -189,8 +210,12 @@ def study_grid_and_start(
     from hf_megadocs.train import load_config
 
     config = load_config(study.config, list(extra), preset=study.preset).to_dict()
-    real_only = not config.get("data", {}).get("synthetic_corpus") or not config.get("mix", {}).get("synthetic_share")
-    study_grid = {a: tuple(v) for a, v in grid.items() if not (real_only and a == "mix.synthetic_share")}
+    real_only = not config.get("data", {}).get("synthetic_corpus") or not config.get("mix", {}).get(
+        "synthetic_share"
+    )
+    study_grid = {
+        a: tuple(v) for a, v in grid.items() if not (real_only and a == "mix.synthetic_share")
+    }
     point: Point = {}
     for axis, values in study_grid.items():
         if axis in start:
@@ -204,7 +229,11 @@ def study_grid_and_start(
                     f"use a dotted field path such as {', '.join(DEFAULT_GRID)}."
                 )
             node = node[part]
-        point[axis] = _snap(node, values) if isinstance(node, (int, float)) and node else values[len(values) // 2]
+        point[axis] = (
+            _snap(node, values)
+            if isinstance(node, (int, float)) and node
+            else values[len(values) // 2]
+        )
     return study_grid, point
 
 
@@ -241,7 +270,8 @@ def summarize(out: Path) -> str:
         if key not in best or loss < best[key][0]:
             best[key] = (loss, run_dir, config)
     lines = [
-        f"# Sweep summary ({finished} finished runs under {out})", "",
+        f"# Sweep summary ({finished} finished runs under {out})",
+        "",
         "| method | G | real epochs | lr | weight decay | m | i.i.d. loss | run |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -260,7 +290,9 @@ def _parse_assignments(items: Sequence[str], what: str) -> dict[str, list[float]
     for item in items:
         axis, eq, raw = item.partition("=")
         if not eq or not raw:
-            raise SystemExit(f"sweep: {what} {item!r} must look like field=v1,v2 (e.g. optim.lr=1e-3,3e-3).")
+            raise SystemExit(
+                f"sweep: {what} {item!r} must look like field=v1,v2 (e.g. optim.lr=1e-3,3e-3)."
+            )
         try:
             out[axis] = [float(v) if any(c in v for c in ".e") else int(v) for v in raw.split(",")]
         except ValueError:
@@ -283,19 +315,37 @@ def main(argv: list[str] | None = None) -> int:
     extra: list[str] = []
     if "--" in argv:
         split = argv.index("--")
-        argv, extra = argv[:split], argv[split + 1:]
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", action="append", default=[], help="YAML config (repeatable: one study each)")
-    parser.add_argument("--preset", action="append", default=[], help="preset name (repeatable: one study each)")
+        argv, extra = argv[:split], argv[split + 1 :]
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--config", action="append", default=[], help="YAML config (repeatable: one study each)"
+    )
+    parser.add_argument(
+        "--preset", action="append", default=[], help="preset name (repeatable: one study each)"
+    )
     parser.add_argument("--out", required=True, help="sweep folder: OUT/STUDY/POINT per run")
-    parser.add_argument("--grid", action="append", default=[], help="axis=v1,v2,... replaces an axis's grid")
+    parser.add_argument(
+        "--grid", action="append", default=[], help="axis=v1,v2,... replaces an axis's grid"
+    )
     parser.add_argument("--drop-axis", action="append", default=[], help="do not search this axis")
-    parser.add_argument("--start", action="append", default=[], help="axis=value start point (snapped to grid)")
-    parser.add_argument("--emit-commands", action="store_true", help="print the next commands instead of running")
-    parser.add_argument("--launcher", default="accelerate launch", help='command before the recipe (default "accelerate launch")')
+    parser.add_argument(
+        "--start", action="append", default=[], help="axis=value start point (snapped to grid)"
+    )
+    parser.add_argument(
+        "--emit-commands", action="store_true", help="print the next commands instead of running"
+    )
+    parser.add_argument(
+        "--launcher",
+        default="accelerate launch",
+        help='command before the recipe (default "accelerate launch")',
+    )
     parser.add_argument("--recipe", default=_default_recipe(), help="the training entry point")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
     studies = [Study(name=Path(c).stem, config=c) for c in args.config]
     studies += [Study(name=p, preset=p) for p in args.preset]
@@ -303,7 +353,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give at least one --config or --preset to sweep.")
     if len({s.name for s in studies}) != len(studies):
         parser.error("two studies share a name; give each --config a distinct file name.")
-    grid = {**DEFAULT_GRID, **{a: tuple(sorted(v)) for a, v in _parse_assignments(args.grid, "--grid").items()}}
+    grid = {
+        **DEFAULT_GRID,
+        **{a: tuple(sorted(v)) for a, v in _parse_assignments(args.grid, "--grid").items()},
+    }
     for axis in args.drop_axis:
         grid.pop(axis, None)
     start = {a: v[0] for a, v in _parse_assignments(args.start, "--start").items()}
@@ -323,13 +376,32 @@ def main(argv: list[str] | None = None) -> int:
             known = {**known_results(study_dir, study_grid), **failures}
             state = search_step(study_grid, start_point, known)
             if state.converged:
-                logger.info("%s: converged at %s, iid_loss %.4f (%d runs)", study.name,
-                            run_dir_name(state.center), state.best_loss, len(known))
+                logger.info(
+                    "%s: converged at %s, iid_loss %.4f (%d runs)",
+                    study.name,
+                    run_dir_name(state.center),
+                    state.best_loss,
+                    len(known),
+                )
                 break
-            commands = [(p, train_command(study, p, study_dir / run_dir_name(p), launcher=launcher,
-                                          recipe=args.recipe, extra=extra)) for p in state.pending]
+            commands = [
+                (
+                    p,
+                    train_command(
+                        study,
+                        p,
+                        study_dir / run_dir_name(p),
+                        launcher=launcher,
+                        recipe=args.recipe,
+                        extra=extra,
+                    ),
+                )
+                for p in state.pending
+            ]
             if args.emit_commands:
-                print(f"# {study.name}: {len(commands)} runs needed around {run_dir_name(state.center)}")
+                print(
+                    f"# {study.name}: {len(commands)} runs needed around {run_dir_name(state.center)}"
+                )
                 for _, command in commands:
                     print(shlex.join(command))
                 break
@@ -340,7 +412,9 @@ def main(argv: list[str] | None = None) -> int:
                 if result.returncode != 0 or read_loss(run_dir) is None:
                     failed += 1
                     failures[point_key(point, list(study_grid))] = math.inf
-                    logger.error("%s: run %s failed (exit %d)", study.name, run_dir, result.returncode)
+                    logger.error(
+                        "%s: run %s failed (exit %d)", study.name, run_dir, result.returncode
+                    )
     if not args.emit_commands or out.exists():
         out.mkdir(parents=True, exist_ok=True)
         text = summarize(out)

@@ -58,9 +58,20 @@ def test_stitched_real_first_and_no_real():
 
 def test_stitched_records_generation_keys():
     gen = Generation(
-        key="k1", source_id="d", prompt_id="wiki", prompt_hash="h", generator="g",
-        generator_revision="r", sampling={}, sample_index=0, input_part="", text=R1,
-        raw_text=R1, prompt_tokens=1, completion_tokens=1, finish_reason="stop",
+        key="k1",
+        source_id="d",
+        prompt_id="wiki",
+        prompt_hash="h",
+        generator="g",
+        generator_revision="r",
+        sampling={},
+        sample_index=0,
+        input_part="",
+        text=R1,
+        raw_text=R1,
+        prompt_tokens=1,
+        completion_tokens=1,
+        finish_reason="stop",
     )
     row = assemble_stitched(DOC, [gen])
     assert row.segments[0] == Segment("rephrase", 0, len(R1), "k1")
@@ -78,7 +89,11 @@ def test_simple_has_same_text_and_token_count_as_stitched():
     simple_tokens = sum(len(r.text.split()) + 1 for r in simple)
     stitched_tokens = (
         len(segments_text(stitched, ("real",)).split())
-        + sum(len(stitched.text[s.start : s.end].split()) for s in stitched.segments if s.role == "rephrase")
+        + sum(
+            len(stitched.text[s.start : s.end].split())
+            for s in stitched.segments
+            if s.role == "rephrase"
+        )
         + sum(1 for s in stitched.segments if s.role == "separator")
         + 1
     )
@@ -101,11 +116,20 @@ def test_latent_equal_tokens_split_and_reassembly():
     fields = latent_fields(doc, points)
     assert fields[0] == {"prefix": "w0 w1 w2 ", "suffix": "w3 w4 w5 "}
     assert fields[-1]["suffix"] == "w9 w10 w11"
-    row = assemble_latent(doc, points, ["A", None, "C"], open_delimiter="<t>", close_delimiter="</t>")
+    row = assemble_latent(
+        doc, points, ["A", None, "C"], open_delimiter="<t>", close_delimiter="</t>"
+    )
     assert row.text == "w0 w1 w2 <t>A</t>w3 w4 w5 w6 w7 w8 <t>C</t>w9 w10 w11"
     assert real_text(row) == doc
     assert row.num_generations == 2
-    assert [s.role for s in row.segments] == ["real", "rationale", "real", "real", "rationale", "real"]
+    assert [s.role for s in row.segments] == [
+        "real",
+        "rationale",
+        "real",
+        "real",
+        "rationale",
+        "real",
+    ]
 
 
 def test_latent_clamps_g_for_short_docs():
@@ -137,7 +161,10 @@ def test_latent_rejects_bad_points():
 
 def test_parse_reformat_well_formed_and_malformed():
     text = "Topic: Floods\nContent: The river floods in spring.\n\n**Topic:** Crops\n**Content:** Rice,\nmostly."
-    assert parse_reformat(text) == [("Floods", "The river floods in spring."), ("Crops", "Rice,\nmostly.")]
+    assert parse_reformat(text) == [
+        ("Floods", "The river floods in spring."),
+        ("Crops", "Rice,\nmostly."),
+    ]
     assert parse_reformat("Here is a summary of the text.") is None
     assert parse_reformat("Topic: A\nTopic: B\nContent: x") is None
     assert parse_reformat("Content: x") is None
@@ -145,18 +172,33 @@ def test_parse_reformat_well_formed_and_malformed():
     assert parse_reformat("Intro line\nTopic: A\nContent: x") is None
     row = assemble_reformat(text)
     assert row is not None
-    assert row.text == "Topic: Floods\nContent: The river floods in spring.\n\nTopic: Crops\nContent: Rice,\nmostly."
+    assert (
+        row.text
+        == "Topic: Floods\nContent: The river floods in spring.\n\nTopic: Crops\nContent: Rice,\nmostly."
+    )
     assert _spans(row) == [("reformat", row.text)]
     assert assemble_reformat("no entries") is None
 
 
 def test_make_row_lineage_columns():
     row = make_row(
-        assemble_real(DOC), source_id="d1", method="real", generator="", prompt_id="",
-        prompt_hash="", seed=0,
+        assemble_real(DOC),
+        source_id="d1",
+        method="real",
+        generator="",
+        prompt_id="",
+        prompt_hash="",
+        seed=0,
     )
     assert row["segments"] == [{"role": "real", "start": 0, "end": len(DOC)}]
     assert set(row) == {
-        "text", "source_id", "method", "num_generations", "segments", "generator",
-        "prompt_id", "prompt_hash", "seed",
+        "text",
+        "source_id",
+        "method",
+        "num_generations",
+        "segments",
+        "generator",
+        "prompt_id",
+        "prompt_hash",
+        "seed",
     }

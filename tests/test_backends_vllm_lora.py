@@ -32,9 +32,15 @@ def test_lora_adapter_matches_peft_greedy_output(tmp_path):
     peft_model.save_pretrained(adapter)
 
     backend = make_backend(
-        BackendConfig(backend="vllm", dtype="float32", enforce_eager=True,
-                      gpu_memory_utilization=0.15, kv_cache_memory_gb=0.5,
-                      lora_path=str(adapter), max_lora_rank=8)  # fmt: skip
+        BackendConfig(
+            backend="vllm",
+            dtype="float32",
+            enforce_eager=True,
+            gpu_memory_utilization=0.15,
+            kv_cache_memory_gb=0.5,
+            lora_path=str(adapter),
+            max_lora_rank=8,
+        )  # fmt: skip
     )
     try:
         request = make_request(

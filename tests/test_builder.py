@@ -26,8 +26,13 @@ from hf_megadocs.store import GenerationStore  # noqa: E402
 DOCS = 16
 FAST = {"backend": "dummy", "max_docs": DOCS, "max_new_tokens": 24, "validation_fraction": 0.25}
 METHODS_G2 = [
-    "stitched_g2", "simple_g2", "stitched_real_first_g2", "stitched_no_real_g2", "latent_g2",
-    "qa_g2", "textbook_g2",
+    "stitched_g2",
+    "simple_g2",
+    "stitched_real_first_g2",
+    "stitched_no_real_g2",
+    "latent_g2",
+    "qa_g2",
+    "textbook_g2",
 ]
 
 
@@ -39,12 +44,18 @@ def dirs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def source_docs():
-    return {d.source_id: d.text for d in load_source(SourceConfig(source="embedded", max_docs=DOCS))}
+    return {
+        d.source_id: d.text for d in load_source(SourceConfig(source="embedded", max_docs=DOCS))
+    }
 
 
 def _load(name, dirs, **kwargs):
     return datasets.load_dataset(
-        "hf_megadocs", name, cache_dir=dirs["cache_dir"], store_dir=dirs["store_dir"], **{**FAST, **kwargs}
+        "hf_megadocs",
+        name,
+        cache_dir=dirs["cache_dir"],
+        store_dir=dirs["store_dir"],
+        **{**FAST, **kwargs},
     )
 
 
@@ -53,7 +64,9 @@ def _last_run(store_dir):
 
 
 def _seg_text(row, roles):
-    return "".join(row["text"][s["start"] : s["end"]] for s in row["segments"] if s["role"] in roles)
+    return "".join(
+        row["text"][s["start"] : s["end"]] for s in row["segments"] if s["role"] in roles
+    )
 
 
 def test_every_method_builds_with_lineage(dirs, source_docs):
@@ -86,7 +99,9 @@ def test_every_method_builds_with_lineage(dirs, source_docs):
 
 def test_validation_split_never_leaks(dirs, source_docs):
     corpus = _load("stitched_g2", dirs)
-    validation_ids = {sid for sid in source_docs if split_of(sid, FAST["validation_fraction"], 0) == "validation"}
+    validation_ids = {
+        sid for sid in source_docs if split_of(sid, FAST["validation_fraction"], 0) == "validation"
+    }
     assert validation_ids, "pick a fraction that holds out some of the embedded docs"
     assert set(corpus["validation"]["source_id"]) == validation_ids
     for row in corpus["validation"]:
@@ -112,13 +127,21 @@ def test_simple_and_stitched_have_equal_token_counts(dirs):
     # Trainer view: each separator becomes one EOS and every row ends with one EOS.
     simple_tokens = sum(len(t.split()) + 1 for t in simple["text"])
     stitched_tokens = sum(
-        sum(len(r["text"][s["start"] : s["end"]].split()) for s in r["segments"] if s["role"] != "separator")
-        + sum(s["role"] == "separator" for s in r["segments"]) + 1
+        sum(
+            len(r["text"][s["start"] : s["end"]].split())
+            for s in r["segments"]
+            if s["role"] != "separator"
+        )
+        + sum(s["role"] == "separator" for s in r["segments"])
+        + 1
         for r in stitched
     )
     assert simple_tokens == stitched_tokens
     assert sorted(simple["text"]) == sorted(
-        r["text"][s["start"] : s["end"]] for r in stitched for s in r["segments"] if s["role"] != "separator"
+        r["text"][s["start"] : s["end"]]
+        for r in stitched
+        for s in r["segments"]
+        if s["role"] != "separator"
     )
     assert len(simple) == 3 * len(stitched)
     assert simple["source_id"] != sorted(simple["source_id"])  # globally shuffled
@@ -163,15 +186,22 @@ class _EntriesBackend(DummyBackend):
         outputs = []
         for i, raw in enumerate(super().generate(requests)):
             words = raw.text.split()
-            text = f"Topic: {words[0]}\nContent: {' '.join(words[1:]) or 'x'}" if i % 3 else raw.text
-            outputs.append(RawOutput(text, raw.prompt_tokens, raw.completion_tokens, raw.finish_reason))
+            text = (
+                f"Topic: {words[0]}\nContent: {' '.join(words[1:]) or 'x'}" if i % 3 else raw.text
+            )
+            outputs.append(
+                RawOutput(text, raw.prompt_tokens, raw.completion_tokens, raw.finish_reason)
+            )
         return outputs
 
 
 def test_reformat_rows_parse_and_malformed_are_counted(tmp_path):
     corpus = hf_megadocs.load_corpus(
-        "reformat_g3", store_dir=str(tmp_path / "store"), cache_dir=str(tmp_path / "cache"),
-        generation_backend=_EntriesBackend(), **FAST,
+        "reformat_g3",
+        store_dir=str(tmp_path / "store"),
+        cache_dir=str(tmp_path / "cache"),
+        generation_backend=_EntriesBackend(),
+        **FAST,
     )
     train = corpus["train"]
     assert len(train) > 0 and all(parse_reformat(t) for t in train["text"])
@@ -189,7 +219,10 @@ def test_all_malformed_reformat_is_a_clear_error(tmp_path):
 
 def test_real_config_needs_no_generator(tmp_path):
     corpus = datasets.load_dataset(
-        "hf_megadocs", "real", max_docs=DOCS, cache_dir=str(tmp_path / "c"),
+        "hf_megadocs",
+        "real",
+        max_docs=DOCS,
+        cache_dir=str(tmp_path / "c"),
         store_dir=str(tmp_path / "store"),
     )
     assert set(corpus["train"]["method"]) == {"real"}
@@ -208,18 +241,32 @@ def test_cache_fingerprint_follows_output_knobs(tmp_path):
     docs.write_text(json.dumps({"text": "a b c", "id": "1", "body": "x"}) + "\n")
     base = _config_id(source=str(docs))
     changed = {
-        "text_column": "body", "id_column": "id", "max_docs": 3, "generator": "other/model",
-        "backend": "vllm", "max_new_tokens": 7, "temperature": 0.7, "top_p": 0.9, "seed": 1,
-        "split_seed": 1, "validation_fraction": 0.1, "long_doc_min_words": 50,
-        "store_dir": str(tmp_path / "other"), "separator": "<SEP>", "prompt_template_file": str(template),
-        "context_policy": "skip", "max_model_len": 512,
+        "text_column": "body",
+        "id_column": "id",
+        "max_docs": 3,
+        "generator": "other/model",
+        "backend": "vllm",
+        "max_new_tokens": 7,
+        "temperature": 0.7,
+        "top_p": 0.9,
+        "seed": 1,
+        "split_seed": 1,
+        "validation_fraction": 0.1,
+        "long_doc_min_words": 50,
+        "store_dir": str(tmp_path / "other"),
+        "separator": "<SEP>",
+        "prompt_template_file": str(template),
+        "context_policy": "skip",
+        "max_model_len": 512,
     }
     ids = {knob: _config_id(source=str(docs), **{knob: value}) for knob, value in changed.items()}
     assert base not in ids.values()
     assert len(set(ids.values())) == len(ids)
     for knob in ("latent_split_rule", "latent_open", "latent_close"):
         value = {"latent_split_rule": "sentences"}.get(knob, "|")
-        assert _config_id("latent_g2", source=str(docs), **{knob: value}) != _config_id("latent_g2", source=str(docs))
+        assert _config_id("latent_g2", source=str(docs), **{knob: value}) != _config_id(
+            "latent_g2", source=str(docs)
+        )
     assert _config_id(source=str(docs), batch_size=3, gpu_memory_utilization=0.1) == base
     assert _config_id("stitched_g4", source=str(docs)) != base
     docs.write_text(json.dumps({"text": "a b c d", "id": "1", "body": "x"}) + "\n")
@@ -261,7 +308,10 @@ def test_bad_source_errors_before_any_generation(tmp_path):
     for source, match in _bad_sources(tmp_path):
         with pytest.raises(ValueError, match=match):
             hf_megadocs.load_corpus(
-                "stitched_g2", source=source, backend="dummy", store_dir=str(tmp_path / "s"),
+                "stitched_g2",
+                source=source,
+                backend="dummy",
+                store_dir=str(tmp_path / "s"),
                 cache_dir=str(tmp_path / "c"),
             )
         assert not (tmp_path / "s").exists()
@@ -270,8 +320,12 @@ def test_bad_source_errors_before_any_generation(tmp_path):
 # ----------------------------------------------------------------------------- vLLM-CPU
 
 VLLM = {
-    "backend": "vllm", "max_docs": 4, "max_new_tokens": 32, "validation_fraction": 0.0,
-    "max_model_len": 2048, "long_doc_min_words": None,
+    "backend": "vllm",
+    "max_docs": 4,
+    "max_new_tokens": 32,
+    "validation_fraction": 0.0,
+    "max_model_len": 2048,
+    "long_doc_min_words": None,
 }
 
 
@@ -281,7 +335,9 @@ def vllm_engine():
     from hf_megadocs.backends import BackendConfig, make_backend
 
     backend = make_backend(
-        BackendConfig(backend="vllm", gpu_memory_utilization=0.15, max_model_len=2048, enforce_eager=True)
+        BackendConfig(
+            backend="vllm", gpu_memory_utilization=0.15, max_model_len=2048, enforce_eager=True
+        )
     )
     yield backend
     backend.close()
@@ -292,7 +348,9 @@ def test_vllm_every_method_then_reuse_without_engine(vllm_engine, tmp_path_facto
     root = tmp_path_factory.mktemp("vllm")
     where = {"store_dir": str(root / "store"), "cache_dir": str(root / "cache")}
     for name in ("stitched_g2", "latent_g2", "qa_g2", "textbook_g2"):
-        train = hf_megadocs.load_corpus(name, generation_backend=vllm_engine, **where, **VLLM)["train"]
+        train = hf_megadocs.load_corpus(name, generation_backend=vllm_engine, **where, **VLLM)[
+            "train"
+        ]
         assert len(train) > 0, name
         assert set(train["generator"]) == {vllm_engine.generator}
         if name in ("stitched_g2", "latent_g2"):
@@ -301,7 +359,9 @@ def test_vllm_every_method_then_reuse_without_engine(vllm_engine, tmp_path_facto
     # reformat: SmolLM2-135M often breaks the layout; every row that exists must parse,
     # and an all-malformed run must say so.
     try:
-        reformat = hf_megadocs.load_corpus("reformat_g2", generation_backend=vllm_engine, **where, **VLLM)
+        reformat = hf_megadocs.load_corpus(
+            "reformat_g2", generation_backend=vllm_engine, **where, **VLLM
+        )
         assert all(parse_reformat(t) for t in reformat["train"]["text"])
     except ValueError as error:
         assert "generations_malformed_reformat" in str(error)
@@ -311,10 +371,15 @@ def test_vllm_every_method_then_reuse_without_engine(vllm_engine, tmp_path_facto
     for name in ("stitched_g1", "simple_g2"):
         corpus = datasets.load_dataset("hf_megadocs", name, **where, **VLLM)
         run = _last_run(where["store_dir"])
-        assert run["summary"]["generated"] == 0 and run["summary"]["cached"] == run["summary"]["requests"]
+        assert (
+            run["summary"]["generated"] == 0
+            and run["summary"]["cached"] == run["summary"]["requests"]
+        )
         assert len(corpus["train"]) > 0
     streamed = datasets.load_dataset("hf_megadocs", "simple_g2", streaming=True, **where, **VLLM)
-    assert list(streamed["train"]) == list(datasets.load_dataset("hf_megadocs", "simple_g2", **where, **VLLM)["train"])
+    assert list(streamed["train"]) == list(
+        datasets.load_dataset("hf_megadocs", "simple_g2", **where, **VLLM)["train"]
+    )
     assert len(GenerationStore(where["store_dir"])) == generated
 
 

@@ -26,9 +26,7 @@ def build_small_corpus(tmp_path: Path, docs, backend, num_generations: int = 2) 
     Returns (store_dir, {"stitched_g<G>": DatasetDict}); docs 0-3 train, 4-5 validation.
     """
     source = tmp_path / "docs.jsonl"
-    source.write_text(
-        "".join(json.dumps({"id": d.source_id, "text": d.text}) + "\n" for d in docs)
-    )
+    source.write_text("".join(json.dumps({"id": d.source_id, "text": d.text}) + "\n" for d in docs))
     store_dir = str(tmp_path / "store")
     sampling = SamplingConfig(max_new_tokens=8, seed=3)
     generate(
@@ -134,8 +132,12 @@ def test_filtered_outputs_are_counted_by_reason(tmp_path, sample_docs, dummy_bac
     record["flags"] = ["refusal"]
     path.write_text("\n".join([json.dumps(record)] + lines[1:]) + "\n")
     result = push_to_hub(
-        "my-org/tiny", list(corpora), dry_run=True, local_dir=tmp_path / "out",
-        corpora=corpora, store_dir=store_dir,
+        "my-org/tiny",
+        list(corpora),
+        dry_run=True,
+        local_dir=tmp_path / "out",
+        corpora=corpora,
+        store_dir=store_dir,
     )
     body = (result.local_dir / "README.md").read_text()
     assert "| refusal | 1 | dropped |" in body and "| truncated | 11 | kept |" in body
@@ -146,8 +148,13 @@ def test_card_rerender_is_byte_identical(exported, tmp_path):
     result, corpora, store_dir = exported
     first = (result.local_dir / "README.md").read_bytes()
     again = push_to_hub(
-        "my-org/tiny-megadocs", list(corpora), dry_run=True, local_dir=result.local_dir,
-        corpora=corpora, store_dir=store_dir, source="embedded",
+        "my-org/tiny-megadocs",
+        list(corpora),
+        dry_run=True,
+        local_dir=result.local_dir,
+        corpora=corpora,
+        store_dir=store_dir,
+        source="embedded",
     )
     assert (again.local_dir / "README.md").read_bytes() == first
 
@@ -170,9 +177,13 @@ def test_validate_card_reports_missing_and_mismatched_files(exported):
 def test_license_comes_from_the_source(tmp_path, sample_docs, dummy_backend, caplog):
     store_dir, corpora = build_small_corpus(tmp_path, sample_docs, dummy_backend)
     common = dict(dry_run=True, corpora=corpora, store_dir=store_dir)
-    local = push_to_hub("o/a", list(corpora), local_dir=tmp_path / "a", source=str(tmp_path), **common)
+    local = push_to_hub(
+        "o/a", list(corpora), local_dir=tmp_path / "a", source=str(tmp_path), **common
+    )
     assert DatasetCard.load(local.local_dir / "README.md").data.license == "unknown"
-    hub = push_to_hub("o/b", list(corpora), local_dir=tmp_path / "b", source="someone/corpus", **common)
+    hub = push_to_hub(
+        "o/b", list(corpora), local_dir=tmp_path / "b", source="someone/corpus", **common
+    )
     data = DatasetCard.load(hub.local_dir / "README.md").data
     # Offline, the source card cannot be read: "unknown" with a note, and the source is listed.
     assert data.license == "unknown" and data.source_datasets == ["someone/corpus"]
@@ -196,5 +207,9 @@ def test_names_and_sizes():
     with pytest.raises(ValueError, match="Unknown config name"):
         split_config_name("stitched")
     assert [size_category(n) for n in (0, 999, 1000, 123_456, 2_000_000_000)] == [
-        "n<1K", "n<1K", "1K<n<10K", "100K<n<1M", "n>1B"
+        "n<1K",
+        "n<1K",
+        "1K<n<10K",
+        "100K<n<1M",
+        "n>1B",
     ]

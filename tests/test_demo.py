@@ -21,7 +21,9 @@ def test_config_errors_name_the_field():
 
 def test_every_run_shares_real_data_epochs_and_seed(tmp_path):
     config = DemoConfig(output_dir=str(tmp_path), max_docs=10)
-    commands = {name: train_command(config, name, tmp_path / name) for name in config.corpus_names()}
+    commands = {
+        name: train_command(config, name, tmp_path / name) for name in config.corpus_names()
+    }
     assert list(commands) == ["real", "simple_g2", "stitched_g2", "latent_g2"]
     for name, command in commands.items():
         flags = dict(zip(command, command[1:]))
@@ -35,9 +37,18 @@ def test_every_run_shares_real_data_epochs_and_seed(tmp_path):
 def test_main_job_end_to_end_at_tiny_size(tmp_path, capsys):
     out = tmp_path / "demo"
     argv = [
-        "--output-dir", str(out), "--store-dir", str(tmp_path / "store"),
-        "--max-docs", "14", "--max-new-tokens", "24", "--max-steps", "2",
-        "--validation-fraction", "0.3",
+        "--output-dir",
+        str(out),
+        "--store-dir",
+        str(tmp_path / "store"),
+        "--max-docs",
+        "14",
+        "--max-new-tokens",
+        "24",
+        "--max-steps",
+        "2",
+        "--validation-fraction",
+        "0.3",
     ]
     assert main(argv) == 0
     table = capsys.readouterr().out

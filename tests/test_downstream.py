@@ -30,8 +30,13 @@ def run_dir(tmp_path):
     run = tmp_path / "run"
     (run / "checkpoints" / "final").mkdir(parents=True)
     (run / "config.json").write_text(json.dumps({"method": "real"}))  # the train config
-    config = transformers.LlamaConfig(vocab_size=32, hidden_size=8, intermediate_size=16,
-                                      num_hidden_layers=1, num_attention_heads=2)
+    config = transformers.LlamaConfig(
+        vocab_size=32,
+        hidden_size=8,
+        intermediate_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+    )
     transformers.LlamaForCausalLM(config).save_pretrained(run / "checkpoints" / "final")
     return run
 
@@ -50,8 +55,20 @@ def test_cli_prints_message_without_traceback(run_dir, tmp_path):
     out = tmp_path / "downstream.json"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "hf_megadocs.downstream", str(run_dir), "--limit", "5", "--output", str(out)],
-        capture_output=True, text=True, env=env, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "hf_megadocs.downstream",
+            str(run_dir),
+            "--limit",
+            "5",
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr and "pip install" in proc.stderr

@@ -8,8 +8,9 @@ import pytest
 
 evaluate = pytest.importorskip("evaluate")
 
-from hf_megadocs.evaluate_modules import MODULES, module_path  # noqa: E402
 from rundirs import law_loss  # noqa: E402
+
+from hf_megadocs.evaluate_modules import MODULES, module_path  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -44,22 +45,35 @@ def test_megadocs_loss_matches_trainer_evaluation():
     from accelerate import Accelerator
 
     torch.manual_seed(0)
-    config = transformers.LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32,
-                                      num_hidden_layers=1, num_attention_heads=2,
-                                      max_position_embeddings=64)
+    config = transformers.LlamaConfig(
+        vocab_size=64,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        max_position_embeddings=64,
+    )
     model = transformers.LlamaForCausalLM(config).eval()
     windows = [list(range(1, 40)), list(range(5, 25)), [7, 8, 9]]
     trainer = training_eval.evaluate(
-        Accelerator(cpu=True), model, training_eval.EvalSet(iid=windows, long=windows),
-        seq_len=48, batch_size=2, position_bucket=16,
+        Accelerator(cpu=True),
+        model,
+        training_eval.EvalSet(iid=windows, long=windows),
+        seq_len=48,
+        batch_size=2,
+        position_bucket=16,
     )
     per_doc = []
     with torch.no_grad():
         for window in windows:
             ids = torch.tensor([window])
             logits = model(input_ids=ids).logits[0, :-1]
-            per_doc.append(torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction="none").tolist())
-    out = evaluate.load(module_path("megadocs_loss")).compute(token_losses=per_doc, position_bucket=16)
+            per_doc.append(
+                torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction="none").tolist()
+            )
+    out = evaluate.load(module_path("megadocs_loss")).compute(
+        token_losses=per_doc, position_bucket=16
+    )
     assert out["loss"] == pytest.approx(trainer["iid_loss"], rel=1e-5)
     assert out["loss"] == pytest.approx(trainer["long_context_loss"], rel=1e-5)
     for label, value in trainer["long_context_loss_by_position"].items():
@@ -70,11 +84,15 @@ def test_data_efficiency_module_matches_hand_computation():
     metric = evaluate.load(module_path("data_efficiency"))
     sizes = [1e6, 2e6, 4e6, 8e6, 16e6]
     losses = [law_loss(d) for d in sizes] + [law_loss(6e6), law_loss(8e6)]
-    out = metric.compute(losses=losses, real_tokens=sizes + [4e6, 4e6],
-                         methods=["real"] * 5 + ["simple", "stitched"])
+    out = metric.compute(
+        losses=losses, real_tokens=sizes + [4e6, 4e6], methods=["real"] * 5 + ["simple", "stitched"]
+    )
     assert (out["alpha"], out["E"]) == (pytest.approx(0.3, rel=1e-5), pytest.approx(2.0, rel=1e-5))
     assert out["num_fit_points"] == 5
-    assert out["data_efficiency"][-2:] == [pytest.approx(1.5, rel=1e-5), pytest.approx(2.0, rel=1e-5)]
+    assert out["data_efficiency"][-2:] == [
+        pytest.approx(1.5, rel=1e-5),
+        pytest.approx(2.0, rel=1e-5),
+    ]
     low, high = out["data_efficiency_interval"][-1]
     assert low <= 2.0 + 1e-6 <= high + 2e-6
 
@@ -82,8 +100,9 @@ def test_data_efficiency_module_matches_hand_computation():
 def test_data_efficiency_module_refuses_too_few_real_runs():
     metric = evaluate.load(module_path("data_efficiency"))
     with pytest.raises(ValueError, match="at least 4 distinct D"):
-        metric.compute(losses=[4.0, 3.8, 3.7], real_tokens=[1e6, 2e6, 2e6],
-                       methods=["real", "real", "simple"])
+        metric.compute(
+            losses=[4.0, 3.8, 3.7], real_tokens=[1e6, 2e6, 2e6], methods=["real", "real", "simple"]
+        )
 
 
 def test_module_path_rejects_unknown_names():

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from rundirs import LAW, law_loss, write_law_runs, write_run
 
 from hf_megadocs.analysis.fit import (
     InsufficientPointsError,
@@ -17,7 +18,6 @@ from hf_megadocs.analysis.fit import (
     fit_power_law,
 )
 from hf_megadocs.analysis.runs import RunError, load_runs
-from rundirs import LAW, law_loss, write_law_runs, write_run
 
 
 @pytest.mark.parametrize("A,alpha,E", [(400.0, 0.3, 2.0), (1.2e3, 0.35, 1.7), (25.0, 0.12, 2.9)])
@@ -74,7 +74,9 @@ def test_bad_values_refused():
 
 
 def test_data_law_refuses_mixed_model_sizes_and_no_real_runs(tmp_path):
-    paths = [write_run(tmp_path, f"r{i}", real_tokens=int(d)) for i, d in enumerate([1e6, 2e6, 4e6])]
+    paths = [
+        write_run(tmp_path, f"r{i}", real_tokens=int(d)) for i, d in enumerate([1e6, 2e6, 4e6])
+    ]
     paths.append(write_run(tmp_path, "big", real_tokens=8_000_000, num_params=9_000_000))
     with pytest.raises(RunError, match="num_params.*big"):
         fit_data_scaling_law(load_runs(paths))
@@ -86,8 +88,13 @@ def test_data_law_refuses_mixed_model_sizes_and_no_real_runs(tmp_path):
 def test_parameter_law_asymptote(tmp_path):
     sizes = [1e6, 3e6, 1e7, 3e7, 1e8]
     paths = [
-        write_run(tmp_path, f"n{i}", num_params=int(n), real_tokens=4_000_000,
-                  iid_loss=50.0 / n**0.25 + 2.5)
+        write_run(
+            tmp_path,
+            f"n{i}",
+            num_params=int(n),
+            real_tokens=4_000_000,
+            iid_loss=50.0 / n**0.25 + 2.5,
+        )
         for i, n in enumerate(sizes)
     ]
     fit = fit_parameter_scaling_law(load_runs(paths))

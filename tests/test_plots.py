@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from rundirs import write_law_runs, write_run
 
 from hf_megadocs.analysis import plots
 from hf_megadocs.analysis.fit import fit_data_scaling_law
 from hf_megadocs.analysis.runs import load_runs
-from rundirs import write_law_runs, write_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -19,12 +19,12 @@ import datasets
 import httpx2
 import pytest
 from huggingface_hub import constants
+from test_card import build_small_corpus
 
 from hf_megadocs.assembly import assemble_real, make_row
 from hf_megadocs.card import validate_card
 from hf_megadocs.publish import PublishError, main, push_to_hub
 from hf_megadocs.publish_cli import builder_kwargs_from
-from test_card import build_small_corpus
 
 FAKE_TOKEN = "hf_FAKEtokenFORtestsDoNotLeak0123456789"
 
@@ -34,8 +34,15 @@ def corpora(tmp_path, sample_docs, dummy_backend):
     """A stitched_g2 corpus from a real (dummy-filled) store plus the matching real corpus."""
     store_dir, built = build_small_corpus(tmp_path, sample_docs, dummy_backend)
     real_rows = [
-        make_row(assemble_real(d.text), source_id=d.source_id, method="real", generator="",
-                 prompt_id="", prompt_hash="", seed=0)
+        make_row(
+            assemble_real(d.text),
+            source_id=d.source_id,
+            method="real",
+            generator="",
+            prompt_id="",
+            prompt_hash="",
+            seed=0,
+        )
         for d in sample_docs
     ]
     built["real"] = datasets.DatasetDict(
@@ -62,12 +69,18 @@ def _closed_port() -> int:
 def test_dry_run_folder_loads_back_row_for_row(tmp_path, corpora):
     store_dir, built = corpora
     result = push_to_hub(
-        "my-org/tiny", "stitched_g2,real", dry_run=True, local_dir=tmp_path / "out",
-        corpora=built, store_dir=store_dir,
+        "my-org/tiny",
+        "stitched_g2,real",
+        dry_run=True,
+        local_dir=tmp_path / "out",
+        corpora=built,
+        store_dir=store_dir,
     )
     assert result.dry_run and result.commit_url is None
-    assert result.rows == {"stitched_g2": {"train": 4, "validation": 2},
-                           "real": {"train": 4, "validation": 2}}
+    assert result.rows == {
+        "stitched_g2": {"train": 4, "validation": 2},
+        "real": {"train": 4, "validation": 2},
+    }
     assert set(result.files) == {p for p in _digests(result.local_dir)}
     for name, expected in built.items():
         loaded = datasets.load_dataset(str(result.local_dir), name)
@@ -80,12 +93,16 @@ def test_dry_run_folder_loads_back_row_for_row(tmp_path, corpora):
 def test_export_is_deterministic_and_drops_stale_shards(tmp_path, corpora):
     store_dir, built = corpora
     kwargs = dict(dry_run=True, corpora=built, store_dir=store_dir)
-    sharded = push_to_hub("o/x", ["stitched_g2"], local_dir=tmp_path / "a", max_shard_size=600,
-                          **kwargs)
+    sharded = push_to_hub(
+        "o/x", ["stitched_g2"], local_dir=tmp_path / "a", max_shard_size=600, **kwargs
+    )
     train_shards = [f for f in sharded.files if f.startswith("stitched_g2/train-")]
-    assert len(train_shards) > 1 and train_shards[0].endswith(f"-of-{len(train_shards):05d}.parquet")
-    other = push_to_hub("o/x", ["stitched_g2"], local_dir=tmp_path / "b", max_shard_size=600,
-                        **kwargs)
+    assert len(train_shards) > 1 and train_shards[0].endswith(
+        f"-of-{len(train_shards):05d}.parquet"
+    )
+    other = push_to_hub(
+        "o/x", ["stitched_g2"], local_dir=tmp_path / "b", max_shard_size=600, **kwargs
+    )
     assert _digests(sharded.local_dir) == _digests(other.local_dir)
     # Re-export with one shard per split into the first folder: old shards go away.
     single = push_to_hub("o/x", ["stitched_g2"], local_dir=tmp_path / "a", **kwargs)
@@ -149,13 +166,20 @@ def test_unreachable_hub_keeps_the_folder_and_never_leaks_the_token(
     monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     caplog.set_level(logging.DEBUG)
-    dry = push_to_hub("o/x", ["stitched_g2"], dry_run=True, local_dir=tmp_path / "dry",
-                      corpora=built, store_dir=store_dir)
+    dry = push_to_hub(
+        "o/x",
+        ["stitched_g2"],
+        dry_run=True,
+        local_dir=tmp_path / "dry",
+        corpora=built,
+        store_dir=store_dir,
+    )
     # As if HF_ENDPOINT pointed at a closed port: every request of the client goes there.
     monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
     with pytest.raises(PublishError, match="Could not reach the Hub.*rerun") as info:
-        push_to_hub("o/x", ["stitched_g2"], local_dir=tmp_path / "out",
-                    corpora=built, store_dir=store_dir)
+        push_to_hub(
+            "o/x", ["stitched_g2"], local_dir=tmp_path / "out", corpora=built, store_dir=store_dir
+        )
     assert isinstance(info.value.__cause__, httpx2.ConnectError)
     # The failed push leaves exactly the folder a dry run writes.
     assert _digests(tmp_path / "out") == _digests(dry.local_dir)
@@ -200,12 +224,22 @@ def test_hub_refusing_the_upload_is_a_clear_error(tmp_path, monkeypatch, caplog,
     monkeypatch.setattr(constants, "ENDPOINT", endpoint)  # huggingface_hub's own side requests
     try:
         with pytest.raises(PublishError, match="HTTP 403.*write token.*intact") as info:
-            push_to_hub("o/x", ["stitched_g2"], token=FAKE_TOKEN, local_dir=tmp_path / "out",
-                        endpoint=endpoint, corpora=built, store_dir=store_dir, private=True)
+            push_to_hub(
+                "o/x",
+                ["stitched_g2"],
+                token=FAKE_TOKEN,
+                local_dir=tmp_path / "out",
+                endpoint=endpoint,
+                corpora=built,
+                store_dir=store_dir,
+                private=True,
+            )
     finally:
         server.shutdown()
         server.server_close()
-    repo_requests = [r for r in _RefusingHub.requests if r[1].startswith(("/api/repos", "/api/datasets"))]
+    repo_requests = [
+        r for r in _RefusingHub.requests if r[1].startswith(("/api/repos", "/api/datasets"))
+    ]
     assert repo_requests[0][1] == "/api/repos/create" and len(repo_requests) >= 2
     # The token reached the HTTP boundary only, as huggingface_hub's bearer header.
     assert {auth for _, _, auth in repo_requests} == {f"Bearer {FAKE_TOKEN}"}
@@ -278,18 +312,19 @@ def test_push_of_built_corpora_rebuilds_nothing_and_loads_back(tmp_path, builder
     assert "| generations_used | 12 | 12 |" in body  # the builder's counters, per config
     assert '"max_docs": 8' in body and "hf_cache" not in body
     # A second push of the same corpus writes the same bytes: the Hub would get nothing new.
-    again = push_to_hub("my-org/lee-tiny", names, dry_run=True, local_dir=tmp_path / "again",
-                        **builder_kwargs)
+    again = push_to_hub(
+        "my-org/lee-tiny", names, dry_run=True, local_dir=tmp_path / "again", **builder_kwargs
+    )
     assert _digests(again.local_dir) == _digests(out)
 
 
 def test_config_never_built_is_a_clear_error_unless_build(tmp_path, builder_kwargs):
     with pytest.raises(PublishError, match=r"\['latent_g2'\] were never built.*--build"):
-        push_to_hub("o/x", "latent_g2", dry_run=True, local_dir=tmp_path / "out",
-                    **builder_kwargs)
+        push_to_hub("o/x", "latent_g2", dry_run=True, local_dir=tmp_path / "out", **builder_kwargs)
     assert not (tmp_path / "store").exists()  # nothing was generated
-    result = push_to_hub("o/x", "latent_g2", dry_run=True, local_dir=tmp_path / "out",
-                         build=True, **builder_kwargs)
+    result = push_to_hub(
+        "o/x", "latent_g2", dry_run=True, local_dir=tmp_path / "out", build=True, **builder_kwargs
+    )
     loaded = datasets.load_dataset(str(result.local_dir), "latent_g2", split="train")
     assert len(loaded) == result.rows["latent_g2"]["train"] > 0
     assert set(loaded.unique("method")) == {"latent"}
@@ -319,8 +354,14 @@ def test_vllm_built_corpus_publishes_with_real_provenance(tmp_path):
         "store_dir": str(tmp_path / "store"),
         "cache_dir": str(tmp_path / "hf_cache"),
     }
-    result = push_to_hub("my-org/lee-vllm", "stitched_g1", dry_run=True,
-                         local_dir=tmp_path / "out", build=True, **kwargs)
+    result = push_to_hub(
+        "my-org/lee-vllm",
+        "stitched_g1",
+        dry_run=True,
+        local_dir=tmp_path / "out",
+        build=True,
+        **kwargs,
+    )
     loaded = datasets.load_dataset(str(result.local_dir), "stitched_g1", split="train")
     assert len(loaded) == 3 and set(loaded.unique("generator")) == {EMBEDDED_GENERATOR_NAME}
     validate_card(result.local_dir / "README.md")

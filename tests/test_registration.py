@@ -54,7 +54,11 @@ def test_load_works_from_any_directory_with_the_same_fingerprint(tmp_path, monke
         ids.append(builder.config_id)
     assert ids[0] == ids[1]
     corpus = datasets.load_dataset(
-        "hf_megadocs", "stitched_g2", store_dir=str(tmp_path / "s"), cache_dir=str(tmp_path / "c"), **KNOBS
+        "hf_megadocs",
+        "stitched_g2",
+        store_dir=str(tmp_path / "s"),
+        cache_dir=str(tmp_path / "c"),
+        **KNOBS,
     )
     assert len(corpus["train"]) > 0
 
@@ -62,7 +66,9 @@ def test_load_works_from_any_directory_with_the_same_fingerprint(tmp_path, monke
 def test_other_packaged_modules_are_untouched(tmp_path):
     data = tmp_path / "rows.jsonl"
     data.write_text(json.dumps({"a": 1}) + "\n" + json.dumps({"a": 2}) + "\n")
-    rows = datasets.load_dataset("json", data_files=str(data), cache_dir=str(tmp_path / "c"), split="train")
+    rows = datasets.load_dataset(
+        "json", data_files=str(data), cache_dir=str(tmp_path / "c"), split="train"
+    )
     assert rows["a"] == [1, 2]
 
 

@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from rundirs import law_loss, write_law_runs, write_run
 
 from hf_megadocs.analysis.report import main, write_report
-from rundirs import law_loss, write_law_runs, write_run
 
 
 def test_report_with_fit(tmp_path, capsys):
@@ -28,7 +28,12 @@ def test_report_with_fit(tmp_path, capsys):
     assert cells[8].startswith("2.00×")
     text = (out / "report.md").read_text()
     assert "Data law" in text and "α = 0.3000" in text
-    for png in ("loss_vs_g.png", "long_context_by_position.png", "training_curves.png", "scaling_law.png"):
+    for png in (
+        "loss_vs_g.png",
+        "long_context_by_position.png",
+        "training_curves.png",
+        "scaling_law.png",
+    ):
         assert (out / png).stat().st_size > 1000
         assert f"]({png})" in text
 
@@ -37,8 +42,15 @@ def test_report_without_enough_real_runs_explains(tmp_path):
     root = tmp_path / "runs"
     paths = [
         write_run(root, "real", real_tokens=4_000_000),
-        write_run(root, "simple_g2", method="simple", num_generations=2, real_tokens=4_000_000,
-                  synthetic_tokens=8_000_000, iid_loss=5.9),
+        write_run(
+            root,
+            "simple_g2",
+            method="simple",
+            num_generations=2,
+            real_tokens=4_000_000,
+            synthetic_tokens=8_000_000,
+            iid_loss=5.9,
+        ),
     ]
     report = write_report(paths, tmp_path / "out")
     text = report.read_text()
@@ -61,8 +73,13 @@ def test_console_script_dispatch(tmp_path):
     exe = shutil.which("hf-megadocs", path=str(Path(sys.executable).parent))
     assert exe, "the hf-megadocs console script is not installed in this environment"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run([exe, "report", *map(str, paths), "--out", str(tmp_path / "r")],
-                            capture_output=True, text=True, env=env, timeout=120)
+    result = subprocess.run(
+        [exe, "report", *map(str, paths), "--out", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert "| simple_g4 | simple | 4 |" in result.stdout
 
@@ -70,16 +87,31 @@ def test_console_script_dispatch(tmp_path):
 def test_parameter_law_and_downstream_sections(tmp_path):
     root = tmp_path / "runs"
     paths = [
-        write_run(root, f"real_n{i}", num_params=int(n), real_tokens=4_000_000,
-                  iid_loss=50.0 / n**0.25 + 2.5)
+        write_run(
+            root,
+            f"real_n{i}",
+            num_params=int(n),
+            real_tokens=4_000_000,
+            iid_loss=50.0 / n**0.25 + 2.5,
+        )
         for i, n in enumerate([1e6, 3e6, 1e7, 3e7, 1e8])
     ]
-    (paths[0] / "downstream.json").write_text(json.dumps({
-        "status": "ok", "message": "evaluated 2 tasks", "checkpoint": "x",
-        "scores": {"sciq": {"acc": 0.61, "acc_norm": 0.55}, "piqa": {"acc": 0.58}},
-    }))
-    (paths[1] / "downstream.json").write_text(json.dumps({"status": "unavailable", "message": "no lm-eval"}))
+    (paths[0] / "downstream.json").write_text(
+        json.dumps(
+            {
+                "status": "ok",
+                "message": "evaluated 2 tasks",
+                "checkpoint": "x",
+                "scores": {"sciq": {"acc": 0.61, "acc_norm": 0.55}, "piqa": {"acc": 0.58}},
+            }
+        )
+    )
+    (paths[1] / "downstream.json").write_text(
+        json.dumps({"status": "unavailable", "message": "no lm-eval"})
+    )
     text = write_report(paths, tmp_path / "out").read_text()
     assert "Parameter law, real G=0, 4M real tokens" in text and "asymptote E = 2.5000" in text
-    assert "| real_n0 | piqa | 0.5800 | — |" in text and "| real_n0 | sciq | 0.6100 | 0.5500 |" in text
+    assert (
+        "| real_n0 | piqa | 0.5800 | — |" in text and "| real_n0 | sciq | 0.6100 | 0.5500 |" in text
+    )
     assert "real_n1 | " not in text.split("## Downstream")[1].split("##")[0]

@@ -5,14 +5,21 @@ from __future__ import annotations
 import json
 
 import pytest
+from rundirs import write_run
 
 from hf_megadocs.analysis.runs import RunError, check_same, load_run, load_runs
-from rundirs import write_run
 
 
 def test_load_run_reads_contract(tmp_path):
-    path = write_run(tmp_path, "stitched_g4", method="stitched", num_generations=4,
-                     real_tokens=4_000_000, synthetic_tokens=9_000_000, iid_loss=3.25)
+    path = write_run(
+        tmp_path,
+        "stitched_g4",
+        method="stitched",
+        num_generations=4,
+        real_tokens=4_000_000,
+        synthetic_tokens=9_000_000,
+        iid_loss=3.25,
+    )
     run = load_run(path)
     assert (run.name, run.method, run.num_generations) == ("stitched_g4", "stitched", 4)
     assert (run.real_tokens, run.synthetic_tokens) == (4_000_000, 9_000_000)
@@ -71,7 +78,9 @@ def test_missing_config_field_and_eval_loss(tmp_path):
     with pytest.raises(RunError, match="no_tok.*tokenizer"):
         load_run(path)
     other = write_run(tmp_path, "nan_eval")
-    (other / "metrics.jsonl").write_text('{"kind": "eval", "step": 1, "iid_loss": NaN}\n{"kind": "eval", "step": 2}\n')
+    (other / "metrics.jsonl").write_text(
+        '{"kind": "eval", "step": 1, "iid_loss": NaN}\n{"kind": "eval", "step": 2}\n'
+    )
     with pytest.raises(RunError, match="nan_eval.*iid_loss"):
         load_run(other)
 

@@ -7,7 +7,6 @@ import importlib.util
 import itertools
 import json
 import math
-import os
 import sys
 from pathlib import Path
 
@@ -27,13 +26,21 @@ def _load_sweep():
 
 
 sweep = _load_sweep()
-GRID = {"e": (1, 2, 4, 8, 16, 32), "lr": (1e-3, 3e-3, 1e-2), "wd": (0.1, 0.4, 0.8, 1.6), "m": (0.5, 0.75, 0.9)}
+GRID = {
+    "e": (1, 2, 4, 8, 16, 32),
+    "lr": (1e-3, 3e-3, 1e-2),
+    "wd": (0.1, 0.4, 0.8, 1.6),
+    "m": (0.5, 0.75, 0.9),
+}
 
 
 def test_neighbours_one_step_along_one_axis():
     corner = {"e": 1, "lr": 1e-3, "wd": 0.1, "m": 0.5}
     assert sweep.neighbours(corner, GRID) == [
-        {**corner, "e": 2}, {**corner, "lr": 3e-3}, {**corner, "wd": 0.4}, {**corner, "m": 0.75},
+        {**corner, "e": 2},
+        {**corner, "lr": 3e-3},
+        {**corner, "wd": 0.4},
+        {**corner, "m": 0.75},
     ]
     inner = {"e": 8, "lr": 3e-3, "wd": 0.4, "m": 0.75}
     assert len(sweep.neighbours(inner, GRID)) == 8
@@ -42,21 +49,27 @@ def test_neighbours_one_step_along_one_axis():
 def _separable_convex(optimum):
     def objective(point):
         return sum((math.log(point[a]) - math.log(optimum[a])) ** 2 for a in GRID) + 3.0
+
     return objective
 
 
-@pytest.mark.parametrize("optimum", [
-    {"e": 16, "lr": 3e-3, "wd": 1.6, "m": 0.75},   # the paper's real-only-like setting
-    {"e": 32, "lr": 1e-3, "wd": 0.4, "m": 0.9},    # stitched-like, on grid edges
-    {"e": 1, "lr": 1e-2, "wd": 0.1, "m": 0.5},
-])
+@pytest.mark.parametrize(
+    "optimum",
+    [
+        {"e": 16, "lr": 3e-3, "wd": 1.6, "m": 0.75},  # the paper's real-only-like setting
+        {"e": 32, "lr": 1e-3, "wd": 0.4, "m": 0.9},  # stitched-like, on grid edges
+        {"e": 1, "lr": 1e-2, "wd": 0.1, "m": 0.5},
+    ],
+)
 def test_search_finds_the_optimum_of_a_separable_convex_toy(optimum):
     grid_size = math.prod(len(v) for v in GRID.values())
     for start_values in itertools.product(*[(v[0], v[-1]) for v in GRID.values()]):
         start = dict(zip(GRID, start_values))
         calls = []
         objective = _separable_convex(optimum)
-        state, known = sweep.coordinate_search(GRID, start, lambda p: calls.append(p) or objective(p))
+        state, known = sweep.coordinate_search(
+            GRID, start, lambda p: calls.append(p) or objective(p)
+        )
         assert state.converged and state.center == optimum
         assert state.best_loss == pytest.approx(3.0)
         assert len(calls) == len(known) < grid_size  # each point once, far fewer than the grid
@@ -78,15 +91,32 @@ def test_search_step_is_a_pure_replay_and_ties_keep_the_centre():
 def test_emit_commands_and_resume_skip_finished_runs(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     out = tmp_path / "sweep"
-    argv = ["--preset", "tiny_cpu", "--out", str(out), "--emit-commands",
-            "--grid", "optim.lr=1e-3,3e-3,1e-2", "--drop-axis", "mix.real_epochs",
-            "--drop-axis", "optim.weight_decay", "--drop-axis", "mix.synthetic_share",
-            "--", "--max_steps", "3"]
+    argv = [
+        "--preset",
+        "tiny_cpu",
+        "--out",
+        str(out),
+        "--emit-commands",
+        "--grid",
+        "optim.lr=1e-3,3e-3,1e-2",
+        "--drop-axis",
+        "mix.real_epochs",
+        "--drop-axis",
+        "optim.weight_decay",
+        "--drop-axis",
+        "mix.synthetic_share",
+        "--",
+        "--max_steps",
+        "3",
+    ]
     assert sweep.main(argv) == 0
     lines = [l for l in capsys.readouterr().out.splitlines() if l and not l.startswith("#")]
     # tiny_cpu starts at lr 3e-3: the centre and both neighbours are needed.
     assert len(lines) == 3
-    assert lines[0].startswith("accelerate launch ") and "--preset tiny_cpu --optim.lr 0.003" in lines[0]
+    assert (
+        lines[0].startswith("accelerate launch ")
+        and "--preset tiny_cpu --optim.lr 0.003" in lines[0]
+    )
     assert lines[0].endswith(f"--output_dir {out / 'tiny_cpu' / 'lr0.003'} --max_steps 3")
 
     # A scheduler finishes two runs (summary.json written as the trainer does); lr 1e-3 is best.
@@ -94,9 +124,16 @@ def test_emit_commands_and_resume_skip_finished_runs(tmp_path, capsys, monkeypat
         run = out / "tiny_cpu" / name
         run.mkdir(parents=True)
         lr = float(name[2:])
-        (run / "config.json").write_text(json.dumps({"method": "stitched", "num_generations": 2,
-                                                     "optim": {"lr": lr, "weight_decay": 0.4},
-                                                     "mix": {"real_epochs": 2, "synthetic_share": 0.5}}))
+        (run / "config.json").write_text(
+            json.dumps(
+                {
+                    "method": "stitched",
+                    "num_generations": 2,
+                    "optim": {"lr": lr, "weight_decay": 0.4},
+                    "mix": {"real_epochs": 2, "synthetic_share": 0.5},
+                }
+            )
+        )
         (run / "summary.json").write_text(json.dumps({"iid_loss": loss}))
     assert sweep.main(argv) == 0
     captured = capsys.readouterr()
@@ -113,7 +150,9 @@ def test_emit_commands_and_resume_skip_finished_runs(tmp_path, capsys, monkeypat
 
 def test_real_only_config_does_not_search_m():
     grid, start = sweep.study_grid_and_start(
-        sweep.Study(name="r", preset="tiny_cpu"), sweep.DEFAULT_GRID, {},
+        sweep.Study(name="r", preset="tiny_cpu"),
+        sweep.DEFAULT_GRID,
+        {},
         ["--data.synthetic_corpus", "null", "--mix.synthetic_share", "0"],
     )
     assert "mix.synthetic_share" not in grid
@@ -124,8 +163,9 @@ def test_real_only_config_does_not_search_m():
         "optim.weight_decay": preset.optim.weight_decay,
     }
     with pytest.raises(ValueError, match="'optim.learning_rate' is not a TrainConfig field"):
-        sweep.study_grid_and_start(sweep.Study(name="r", preset="tiny_cpu"),
-                                   {"optim.learning_rate": (1e-3, 3e-3)}, {})
+        sweep.study_grid_and_start(
+            sweep.Study(name="r", preset="tiny_cpu"), {"optim.learning_rate": (1e-3, 3e-3)}, {}
+        )
 
 
 @pytest.mark.slow
@@ -143,14 +183,47 @@ def test_real_sweep_through_the_recipe_then_report(tmp_path, capsys, monkeypatch
             fh.write(json.dumps({"id": str(i), "text": line}) + "\n")
     out = tmp_path / "sweep"
     launcher = f"{sys.executable} -m accelerate.commands.launch --cpu --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no"
-    argv = ["--preset", "tiny_cpu", "--out", str(out), "--launcher", launcher,
-            "--grid", "optim.lr=1e-3,3e-3", "--drop-axis", "mix.real_epochs",
-            "--drop-axis", "optim.weight_decay",
-            "--", "--data.real_path", str(real), "--data.synthetic_corpus", "null",
-            "--mix.synthetic_share", "0", "--max_steps", "2", "--data.validation_docs", "8",
-            "--eval.max_docs", "8", "--eval.long_context_docs", "2", "--log_with", "none",
-            "--save_every", "0", "--data.seq_len", "64", "--mix.global_batch_size", "4",
-            "--micro_batch_size", "4", "--eval.position_bucket", "16"]
+    argv = [
+        "--preset",
+        "tiny_cpu",
+        "--out",
+        str(out),
+        "--launcher",
+        launcher,
+        "--grid",
+        "optim.lr=1e-3,3e-3",
+        "--drop-axis",
+        "mix.real_epochs",
+        "--drop-axis",
+        "optim.weight_decay",
+        "--",
+        "--data.real_path",
+        str(real),
+        "--data.synthetic_corpus",
+        "null",
+        "--mix.synthetic_share",
+        "0",
+        "--max_steps",
+        "2",
+        "--data.validation_docs",
+        "8",
+        "--eval.max_docs",
+        "8",
+        "--eval.long_context_docs",
+        "2",
+        "--log_with",
+        "none",
+        "--save_every",
+        "0",
+        "--data.seq_len",
+        "64",
+        "--mix.global_batch_size",
+        "4",
+        "--micro_batch_size",
+        "4",
+        "--eval.position_bucket",
+        "16",
+    ]
     assert sweep.main(argv) == 0
     runs = sorted(p.parent for p in (out / "tiny_cpu").glob("*/summary.json"))
     assert [p.name for p in runs] == ["lr0.001", "lr0.003"]

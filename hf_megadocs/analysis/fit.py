@@ -131,7 +131,9 @@ def fit_power_law(
 
     x_arr, loss_arr = np.asarray(x, dtype=float), np.asarray(loss, dtype=float)
     if x_arr.shape != loss_arr.shape or x_arr.ndim != 1:
-        raise ValueError(f"x and loss must be 1-D and equal length, got {x_arr.shape} and {loss_arr.shape}.")
+        raise ValueError(
+            f"x and loss must be 1-D and equal length, got {x_arr.shape} and {loss_arr.shape}."
+        )
     if np.any(~np.isfinite(x_arr)) or np.any(x_arr <= 0):
         raise ValueError(f"every {quantity} must be finite and > 0, got {x_arr.tolist()}.")
     if np.any(~np.isfinite(loss_arr)) or np.any(loss_arr <= 0):
@@ -150,7 +152,13 @@ def fit_power_law(
     p0 = (p0[0], min(max(p0[1], 1e-3), 9.9), min(p0[2], upper[2] * (1 - 1e-9)))
     try:
         params, cov = curve_fit(
-            _model, log_x, loss_arr, p0=p0, bounds=(lower, upper), method="trf", maxfev=20000,
+            _model,
+            log_x,
+            loss_arr,
+            p0=p0,
+            bounds=(lower, upper),
+            method="trf",
+            maxfev=20000,
             x_scale="jac",
         )
     except RuntimeError as err:  # scipy's "optimal parameters not found"
@@ -164,13 +172,16 @@ def fit_power_law(
         logger.warning(
             "L(%s) fit: the covariance is not finite (%d points for 3 parameters, or a "
             "parameter at its bound); standard errors are reported as inf",
-            quantity, len(x_arr),
+            quantity,
+            len(x_arr),
         )
     errs = np.sqrt(np.clip(np.diag(cov), 0, None))
     log_x0 = math.log(x0)
     big_a = math.exp(a + alpha * log_x0)
     var_log_a = cov[0, 0] + log_x0**2 * cov[1, 1] + 2 * log_x0 * cov[0, 1]
-    a_err = big_a * math.sqrt(var_log_a) if math.isfinite(var_log_a) and var_log_a >= 0 else math.inf
+    a_err = (
+        big_a * math.sqrt(var_log_a) if math.isfinite(var_log_a) and var_log_a >= 0 else math.inf
+    )
     return ScalingLawFit(
         quantity=quantity,
         A=big_a,
@@ -230,7 +241,9 @@ def equivalent_real_tokens(loss: float, fit: ScalingLawFit) -> float:
     ``inf`` when ``loss <= E`` (no amount of real data reaches it under the fitted law).
     """
     if fit.quantity != "D":
-        raise ValueError(f"equivalent_real_tokens needs a data law (quantity 'D'), got {fit.quantity!r}.")
+        raise ValueError(
+            f"equivalent_real_tokens needs a data law (quantity 'D'), got {fit.quantity!r}."
+        )
     return fit.inverse(loss)
 
 
@@ -241,13 +254,21 @@ def data_efficiency(run: Run, fit: ScalingLawFit) -> float:
     must share the fit's tokenizer; that is checked by the caller that holds both sets.
     """
     if run.real_tokens <= 0:
-        raise RunError(f"run {run.path}: real_tokens is {run.real_tokens}; data efficiency needs > 0.")
+        raise RunError(
+            f"run {run.path}: real_tokens is {run.real_tokens}; data efficiency needs > 0."
+        )
     return equivalent_real_tokens(run.iid_loss, fit) / run.real_tokens
 
 
 def efficiency_interval(
-    loss: float, real_tokens: float, fit: ScalingLawFit, *, level: float = 0.68,
-    include_loss_noise: bool = True, samples: int = 4000, seed: int = 0,
+    loss: float,
+    real_tokens: float,
+    fit: ScalingLawFit,
+    *,
+    level: float = 0.68,
+    include_loss_noise: bool = True,
+    samples: int = 4000,
+    seed: int = 0,
 ) -> tuple[float, float]:
     """A ``level`` interval of the data-efficiency multiplier of a run at ``loss``.
 

@@ -60,7 +60,10 @@ def legend_names(runs: Sequence[Run]) -> dict[str, str]:
     counts: dict[str, int] = {}
     for run in runs:
         counts[run.label] = counts.get(run.label, 0) + 1
-    return {run.name: run.label if counts[run.label] == 1 else f"{run.label} ({run.name})" for run in runs}
+    return {
+        run.name: run.label if counts[run.label] == 1 else f"{run.label} ({run.name})"
+        for run in runs
+    }
 
 
 def _common_real_tokens(runs: Sequence[Run]) -> int | None:
@@ -96,7 +99,9 @@ def plot_loss_vs_g(runs: Sequence[Run], path: str | Path) -> Path:
     if d is not None:
         skipped = [run.name for run in runs if run.real_tokens != d]
         if skipped:
-            logger.info("loss vs G at D=%d real tokens; leaving out runs at other D: %s", d, skipped)
+            logger.info(
+                "loss vs G at D=%d real tokens; leaving out runs at other D: %s", d, skipped
+            )
         runs = [run for run in runs if run.real_tokens == d]
     metrics = [("iid_loss", "i.i.d. loss (held-out real docs)")]
     if any(run.long_context_loss is not None for run in runs):
@@ -104,7 +109,9 @@ def plot_loss_vs_g(runs: Sequence[Run], path: str | Path) -> Path:
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 4.0), squeeze=False)
     for ax, (metric, title) in zip(axes[0], metrics):
         table = _best_by_method_g(runs, metric)
-        all_g = sorted({g for method, per_g in table.items() if method != REAL_METHOD for g in per_g})
+        all_g = sorted(
+            {g for method, per_g in table.items() if method != REAL_METHOD for g in per_g}
+        )
         for method in sorted(m for m in table if m != REAL_METHOD):
             per_g = table[method]
             gs = sorted(per_g)
@@ -167,10 +174,7 @@ STREAMS: tuple[tuple[str, str], ...] = (
 
 def plot_training_curves(runs: Sequence[Run], path: str | Path) -> Path | None:
     """Training loss against tokens seen, one panel per stream, one line per run."""
-    streams = [
-        (key, title) for key, title in STREAMS
-        if any(_series(run, key)[0] for run in runs)
-    ]
+    streams = [(key, title) for key, title in STREAMS if any(_series(run, key)[0] for run in runs)]
     if not streams:
         logger.info("no run has per-stream training losses; skipping %s", path)
         return None
@@ -202,9 +206,7 @@ def _series(run: Run, key: str) -> tuple[list[float], list[float]]:
     return xs, ys
 
 
-def plot_scaling_law(
-    fit: ScalingLawFit, runs: Sequence[Run], path: str | Path
-) -> Path:
+def plot_scaling_law(fit: ScalingLawFit, runs: Sequence[Run], path: str | Path) -> Path:
     """The fitted L(D) with its points; other runs drawn at (equivalent D, loss).
 
     Each non-real run gets an arrow from the real tokens it used to its equivalent real
@@ -220,8 +222,13 @@ def plot_scaling_law(
     lo = min(list(fit.x) + [run.real_tokens for run in others]) / 1.5
     hi = max(list(fit.x) + finite_eq) * 1.5
     grid = np.geomspace(lo, hi, 200)
-    ax.plot(grid, fit.predict(grid), color="black", linewidth=1.2,
-            label=f"fit: α={fit.alpha:.3f}, E={fit.E:.3f}")
+    ax.plot(
+        grid,
+        fit.predict(grid),
+        color="black",
+        linewidth=1.2,
+        label=f"fit: α={fit.alpha:.3f}, E={fit.E:.3f}",
+    )
     ax.axhline(fit.E, color="gray", linestyle=":", linewidth=1, label="E (asymptote)")
     ax.scatter(fit.x, fit.loss, color="black", zorder=3, label="real-only runs")
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -230,13 +237,29 @@ def plot_scaling_law(
         color = colors[i % len(colors)]
         target = eq[run.name]
         if math.isfinite(target):
-            ax.annotate("", xy=(target, run.iid_loss), xytext=(run.real_tokens, run.iid_loss),
-                        arrowprops={"arrowstyle": "->", "color": color, "linewidth": 1})
-            ax.scatter([target], [run.iid_loss], color=color, marker="D", zorder=4,
-                       label=f"{names[run.name]}: {target / run.real_tokens:.2f}×")
+            ax.annotate(
+                "",
+                xy=(target, run.iid_loss),
+                xytext=(run.real_tokens, run.iid_loss),
+                arrowprops={"arrowstyle": "->", "color": color, "linewidth": 1},
+            )
+            ax.scatter(
+                [target],
+                [run.iid_loss],
+                color=color,
+                marker="D",
+                zorder=4,
+                label=f"{names[run.name]}: {target / run.real_tokens:.2f}×",
+            )
         else:
-            ax.scatter([run.real_tokens], [run.iid_loss], color=color, marker="x", zorder=4,
-                       label=f"{names[run.name]}: below E")
+            ax.scatter(
+                [run.real_tokens],
+                [run.iid_loss],
+                color=color,
+                marker="x",
+                zorder=4,
+                label=f"{names[run.name]}: below E",
+            )
     ax.set_xscale("log")
     ax.set_xlabel("unique real training tokens D")
     ax.set_ylabel("i.i.d. loss (nats/token)")

@@ -32,8 +32,15 @@ from hf_megadocs.analysis.runs import REAL_METHOD, Run, RunError, load_runs
 logger = logging.getLogger(__name__)
 
 COLUMNS: tuple[str, ...] = (
-    "run", "method", "G", "real tokens", "synthetic tokens", "i.i.d. loss",
-    "long-context loss", "Δ vs real-only", "data efficiency",
+    "run",
+    "method",
+    "G",
+    "real tokens",
+    "synthetic tokens",
+    "i.i.d. loss",
+    "long-context loss",
+    "Δ vs real-only",
+    "data efficiency",
 )
 
 
@@ -89,9 +96,12 @@ def analyse(runs: Sequence[Run]) -> Analysis:
 def _baseline(run: Run, runs: Sequence[Run]) -> Run | None:
     """The best real-only run with the same tokenizer, model size and real tokens."""
     matches = [
-        other for other in runs
-        if other.method == REAL_METHOD and other.tokenizer == run.tokenizer
-        and other.num_params == run.num_params and other.real_tokens == run.real_tokens
+        other
+        for other in runs
+        if other.method == REAL_METHOD
+        and other.tokenizer == run.tokenizer
+        and other.num_params == run.num_params
+        and other.real_tokens == run.real_tokens
     ]
     return min(matches, key=lambda r: r.iid_loss) if matches else None
 
@@ -124,16 +134,27 @@ def _efficiency_cell(run: Run, analysis: Analysis) -> str:
 def table_rows(analysis: Analysis) -> list[list[str]]:
     """One row of :data:`COLUMNS` per run: real-only first, then by method and G."""
     rows = []
-    order = sorted(analysis.runs, key=lambda r: (r.method != REAL_METHOD, r.method, r.num_generations, r.real_tokens, r.name))
+    order = sorted(
+        analysis.runs,
+        key=lambda r: (r.method != REAL_METHOD, r.method, r.num_generations, r.real_tokens, r.name),
+    )
     for run in order:
         base = _baseline(run, analysis.runs)
         delta = "—" if base is None or base is run else f"{run.iid_loss - base.iid_loss:+.4f}"
         lc = run.long_context_loss
-        rows.append([
-            run.name, run.method, str(run.num_generations), _tokens(run.real_tokens),
-            _tokens(run.synthetic_tokens), f"{run.iid_loss:.4f}",
-            "—" if lc is None else f"{lc:.4f}", delta, _efficiency_cell(run, analysis),
-        ])
+        rows.append(
+            [
+                run.name,
+                run.method,
+                str(run.num_generations),
+                _tokens(run.real_tokens),
+                _tokens(run.synthetic_tokens),
+                f"{run.iid_loss:.4f}",
+                "—" if lc is None else f"{lc:.4f}",
+                delta,
+                _efficiency_cell(run, analysis),
+            ]
+        )
     return rows
 
 
@@ -158,7 +179,9 @@ def downstream_rows(runs: Sequence[Run]) -> list[list[str]]:
         try:
             result = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError:
-            logger.warning("run %s: %s is not valid JSON; leaving it out", run.name, DOWNSTREAM_FILE)
+            logger.warning(
+                "run %s: %s is not valid JSON; leaving it out", run.name, DOWNSTREAM_FILE
+            )
             continue
         if result.get("status") != "ok":
             continue
@@ -170,16 +193,32 @@ def downstream_rows(runs: Sequence[Run]) -> list[list[str]]:
 
 def _figures(analysis: Analysis, out_dir: Path) -> list[tuple[str, Path]]:
     figures: list[tuple[str, Path | None]] = [
-        ("Loss against G per method", plots.plot_loss_vs_g(analysis.runs, out_dir / "loss_vs_g.png")),
-        ("Long-context loss by token position",
-         plots.plot_long_context_by_position(analysis.runs, out_dir / "long_context_by_position.png")),
-        ("Training loss per stream", plots.plot_training_curves(analysis.runs, out_dir / "training_curves.png")),
+        (
+            "Loss against G per method",
+            plots.plot_loss_vs_g(analysis.runs, out_dir / "loss_vs_g.png"),
+        ),
+        (
+            "Long-context loss by token position",
+            plots.plot_long_context_by_position(
+                analysis.runs, out_dir / "long_context_by_position.png"
+            ),
+        ),
+        (
+            "Training loss per stream",
+            plots.plot_training_curves(analysis.runs, out_dir / "training_curves.png"),
+        ),
     ]
     for (tokenizer, num_params), fit in analysis.data_fits.items():
-        group = [r for r in analysis.runs if r.tokenizer == tokenizer and r.num_params == num_params]
+        group = [
+            r for r in analysis.runs if r.tokenizer == tokenizer and r.num_params == num_params
+        ]
         suffix = "" if len(analysis.data_fits) == 1 else f"_{num_params}"
-        figures.append((f"Real-only data scaling law ({num_params:,} parameters)",
-                        plots.plot_scaling_law(fit, group, out_dir / f"scaling_law{suffix}.png")))
+        figures.append(
+            (
+                f"Real-only data scaling law ({num_params:,} parameters)",
+                plots.plot_scaling_law(fit, group, out_dir / f"scaling_law{suffix}.png"),
+            )
+        )
     return [(title, path) for title, path in figures if path is not None]
 
 
@@ -211,8 +250,12 @@ def render_markdown(analysis: Analysis, figures: Sequence[tuple[str, Path]], out
         parts.append("")
     downstream = downstream_rows(analysis.runs)
     if downstream:
-        parts += ["## Downstream (lm-eval-harness)", "",
-                  markdown_table(downstream, ("run", "task", "acc", "acc_norm")), ""]
+        parts += [
+            "## Downstream (lm-eval-harness)",
+            "",
+            markdown_table(downstream, ("run", "task", "acc", "acc_norm")),
+            "",
+        ]
     if analysis.notes:
         parts += ["## Notes", ""] + [f"- {note}" for note in analysis.notes] + [""]
     parts += ["## Figures", ""]
@@ -248,8 +291,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run output directories")
     parser.add_argument("--out", default="report", help="output folder (default: ./report)")
-    parser.add_argument("--allow-unfinished", action="store_true",
-                        help="use the last eval of runs without summary.json")
+    parser.add_argument(
+        "--allow-unfinished",
+        action="store_true",
+        help="use the last eval of runs without summary.json",
+    )
     args = parser.parse_args(argv)
     try:
         runs = load_runs(args.run_dirs, allow_unfinished=args.allow_unfinished)

@@ -139,7 +139,9 @@ def _read_json(path: Path, run_dir: Path) -> dict[str, Any]:
     except json.JSONDecodeError as err:
         raise RunError(f"run {run_dir}: {path.name} is not valid JSON ({err}).") from err
     if not isinstance(data, dict):
-        raise RunError(f"run {run_dir}: {path.name} must hold a JSON object, got {type(data).__name__}.")
+        raise RunError(
+            f"run {run_dir}: {path.name} must hold a JSON object, got {type(data).__name__}."
+        )
     return data
 
 
@@ -154,7 +156,9 @@ def _read_metrics(path: Path, run_dir: Path) -> tuple[list[dict], list[dict], in
         except json.JSONDecodeError as err:
             # A crash mid-write tears only the last line; anything earlier is corruption.
             if number == len(lines):
-                logger.warning("run %s: skipping torn last line %d of metrics.jsonl", run_dir, number)
+                logger.warning(
+                    "run %s: skipping torn last line %d of metrics.jsonl", run_dir, number
+                )
                 skipped += 1
                 continue
             raise RunError(

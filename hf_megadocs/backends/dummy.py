@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 from hf_megadocs.records import GenerationRequest, RawOutput
 

@@ -70,7 +70,11 @@ class DataEfficiency(evaluate.Metric):
         )
 
     def _compute(
-        self, losses: list[float], real_tokens: list[float], methods: list[str], interval: float = 0.68
+        self,
+        losses: list[float],
+        real_tokens: list[float],
+        methods: list[str],
+        interval: float = 0.68,
     ) -> dict:
         points: dict[float, float] = {}
         for loss, tokens, method in zip(losses, real_tokens, methods):
@@ -80,8 +84,12 @@ class DataEfficiency(evaluate.Metric):
         fit = fit_power_law(xs, [points[x] for x in xs], quantity="D")
         equivalent = [fit.inverse(loss) for loss in losses]
         result = {
-            "A": fit.A, "alpha": fit.alpha, "E": fit.E,
-            "A_err": fit.A_err, "alpha_err": fit.alpha_err, "E_err": fit.E_err,
+            "A": fit.A,
+            "alpha": fit.alpha,
+            "E": fit.E,
+            "A_err": fit.A_err,
+            "alpha_err": fit.alpha_err,
+            "E_err": fit.E_err,
             "num_fit_points": fit.n_points,
             "equivalent_real_tokens": equivalent,
             "data_efficiency": [eq / tokens for eq, tokens in zip(equivalent, real_tokens)],
