@@ -167,6 +167,9 @@ def train_command(config: DemoConfig, corpus: str, run_dir: Path) -> list[str]:
         json.dumps(config.corpus_kwargs()),
         "--log_with",
         "none",
+        # A run killed part-way resumes from its last checkpoint (a fresh start if none).
+        "--resume_from_checkpoint",
+        "latest",
     ]
     if config.max_steps is not None:
         command += ["--max_steps", str(config.max_steps)]
