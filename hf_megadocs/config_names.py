@@ -8,6 +8,7 @@ name cache directories and Hub configs.
 from __future__ import annotations
 
 import re
+import typing
 from dataclasses import dataclass
 from typing import Literal
 
@@ -23,17 +24,7 @@ Method = Literal[
     "textbook",
 ]
 
-METHODS: tuple[str, ...] = (
-    "real",
-    "simple",
-    "stitched",
-    "stitched_real_first",
-    "stitched_no_real",
-    "latent",
-    "reformat",
-    "qa",
-    "textbook",
-)
+METHODS: tuple[str, ...] = typing.get_args(Method)
 """Every method, in the order configs are listed."""
 
 GENERATED_METHODS: tuple[str, ...] = METHODS[1:]
