@@ -394,3 +394,14 @@ def test_checkpoint_pointer_and_metrics_truncation(tmp_path):
     check_resumable(saved, config, world_size=2)
     with pytest.raises(ValueError, match="num_processes was 2 in the checkpoint and is 1 now"):
         check_resumable(saved, config, world_size=1)
+
+
+def test_generations_come_from_the_corpus_name_not_the_row_column():
+    from datasets import Dataset
+
+    from hf_megadocs.train.data import _generations_of
+
+    rows = Dataset.from_dict({"text": ["a", "b"], "num_generations": [1, 1]})
+    assert _generations_of(rows, "simple_g4") == 4  # simple rows hold one generation each
+    assert _generations_of(rows, None) == 1  # no name anywhere: the column is all there is
+    assert _generations_of(Dataset.from_dict({"text": ["a"]}), None) == 0

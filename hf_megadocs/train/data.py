@@ -92,13 +92,8 @@ def _lineage(
             str(synthetic[0]["method"]) if "method" in synthetic.column_names else "synthetic"
         )
         generations = config.num_generations
-        if generations is None and config.synthetic_corpus is not None:
-            # The config name is authoritative: simple_g{G} rows each hold one generation.
-            from hf_megadocs.config_names import parse_config_name
-
-            generations = parse_config_name(config.synthetic_corpus).num_generations
         if generations is None:
-            generations = _generations_of(synthetic)
+            generations = _generations_of(synthetic, config.synthetic_corpus)
     return Lineage(
         method=method,
         num_generations=int(generations),
@@ -107,20 +102,27 @@ def _lineage(
     )
 
 
-def _generations_of(dataset: Dataset) -> int:
-    """G from a ``num_generations`` column or the builder config, else 0 with a warning."""
+def _generations_of(dataset: Dataset, corpus: str | None) -> int:
+    """G from the corpus config name (given, or recorded in the dataset's info).
+
+    The name is authoritative: a row's ``num_generations`` column counts the generations
+    in that row, which for ``simple_g{G}`` is 1, not G. Falls back to that column for
+    datasets from elsewhere, else 0 with a warning.
+    """
+    from hf_megadocs.config_names import parse_config_name
+
+    for name in (corpus, dataset.info.config_name):
+        if name:
+            try:
+                return parse_config_name(name).num_generations
+            except ValueError:
+                continue
     if "num_generations" in dataset.column_names:
         return int(dataset[0]["num_generations"])
-    builder_config = getattr(dataset.info, "config", None) or getattr(
-        dataset.info, "builder_config", None
+    logger.warning(
+        "could not tell G for the synthetic stream; set data.num_generations to record it"
     )
-    value = getattr(builder_config, "num_generations", None)
-    if value is None:
-        logger.warning(
-            "could not tell G for the synthetic stream; set data.num_generations to record it"
-        )
-        return 0
-    return int(value)
+    return 0
 
 
 @dataclass(kw_only=True)
