@@ -81,9 +81,7 @@ def cpu_scheduler_kwargs(model: str, max_model_len: int | None) -> dict[str, Any
 
 def default_memory_share() -> float:
     """``gpu_memory_utilization`` when unset: 0.9 with CUDA, 0.3 (of host RAM) without."""
-    import torch
-
-    return GPU_MEMORY_SHARE if torch.cuda.is_available() else CPU_MEMORY_SHARE
+    return GPU_MEMORY_SHARE if _cuda_available() else CPU_MEMORY_SHARE
 
 
 def _cuda_available() -> bool:
