@@ -35,7 +35,7 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $@
 
 demo: setup
-	HF_HUB_OFFLINE=1 $(VENV)/bin/hf-megadocs demo --output-dir $(OUT)
+	HF_HUB_OFFLINE=1 $(VENV)/bin/hf-megadocs demo --output_dir $(OUT)
 
 test: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest tests $(PYTEST_ARGS)

@@ -10,6 +10,11 @@ One run, the same requests for every contender: N Lee-corpus documents x the "wi
 - raw transformers: one batched ``model.generate(do_sample=True)`` with left padding;
 - pipeline (transformers): ``TransformersBackend`` (per-sample seeded sampling).
 
+Both vLLM rows run on one engine, started the way every job starts it (engine core in this
+process, sized from these requests, on every core), so raw vLLM gets the same cores.
+``--default-engine`` adds raw vLLM as vLLM starts itself when given nothing (engine core
+in a subprocess, one core reserved for it), timed in a separate process after ours closes.
+
 Rounds alternate raw and pipeline vLLM; the best round of each is reported (after one
 warm-up call). Prints a Markdown table with tokens/s and the ratios the project targets:
 pipeline/raw vLLM >= 0.95 and pipeline/transformers >= 3.
@@ -115,6 +120,43 @@ def time_raw_transformers(path: str, dtype: str, requests) -> tuple[int, float]:
     return tokens, elapsed
 
 
+def _default_engine_child(docs: int, max_new_tokens: int, dtype: str, max_model_len: int, queue):
+    """Raw ``LLM.chat`` on an engine started with vLLM's defaults (runs in a child process)."""
+    import vllm
+
+    from hf_megadocs.backends import BackendConfig
+    from hf_megadocs.embedded import embedded_generator_path
+
+    requests = build(docs, max_new_tokens, BackendConfig(backend="vllm", dtype=dtype))
+    llm = vllm.LLM(
+        model=embedded_generator_path(),
+        dtype=dtype,
+        max_model_len=max_model_len,
+        kv_cache_memory_bytes=1 << 30,  # vLLM's share default fails on a fresh machine
+        enable_chunked_prefill=False,
+        max_num_batched_tokens=8192,
+        enforce_eager=False,
+    )
+    time_raw_vllm(llm, requests[:4])
+    queue.put(max((time_raw_vllm(llm, requests) for _ in range(2)), key=lambda r: r[0] / r[1]))
+
+
+def time_default_engine(args, max_model_len: int) -> tuple[int, float]:
+    """Time :func:`_default_engine_child` in a fresh process (its own engine settings)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    child = context.Process(
+        target=_default_engine_child,
+        args=(args.docs, args.max_new_tokens, args.dtype, max_model_len, queue),
+    )
+    child.start()
+    result = queue.get(timeout=1800)
+    child.join()
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -127,28 +169,27 @@ def main() -> None:
         "--rounds", type=int, default=2, help="alternating raw/pipeline vLLM rounds"
     )
     parser.add_argument("--dtype", default="bfloat16", help="model dtype for every contender")
-    parser.add_argument("--kv-cache-gb", type=float, default=1.0, help="vLLM KV cache (GiB)")
     parser.add_argument("--skip-transformers", action="store_true", help="only the vLLM rows")
+    parser.add_argument(
+        "--default-engine",
+        action="store_true",
+        help="also time raw vLLM with vLLM's own defaults (subprocess core, 1 core reserved)",
+    )
     args = parser.parse_args()
 
-    from hf_megadocs.backends import BackendConfig
+    from hf_megadocs.backends import BackendConfig, Workload
     from hf_megadocs.backends.transformers_backend import TransformersBackend
     from hf_megadocs.backends.vllm_backend import VLLMBackend
     from hf_megadocs.embedded import embedded_generator_path
 
-    config = BackendConfig(
-        backend="vllm",
-        dtype=args.dtype,
-        gpu_memory_utilization=0.15,
-        kv_cache_memory_gb=args.kv_cache_gb,
-        max_model_len=2048,
-    )
+    config = BackendConfig(backend="vllm", dtype=args.dtype)
     requests = build(args.docs, args.max_new_tokens, config)
     rows: dict[str, tuple[int, float]] = {}
 
     started = time.perf_counter()
-    backend = VLLMBackend(config)
+    backend = VLLMBackend(config, workload=Workload(requests=requests, batch_size=len(requests)))
     startup = time.perf_counter() - started
+    engine_len = backend.engine_max_model_len
     time_raw_vllm(backend.llm, requests[:4])  # warm-up: first-call allocations and caches
     for _ in range(args.rounds):
         for name, run in (
@@ -159,6 +200,9 @@ def main() -> None:
             if name not in rows or tokens / elapsed > rows[name][0] / rows[name][1]:
                 rows[name] = (tokens, elapsed)
     backend.close()
+    default_engine = "raw vLLM `LLM.chat`, vLLM's default engine (subprocess, 1 core reserved)"
+    if args.default_engine:
+        rows[default_engine] = time_default_engine(args, engine_len)
 
     raw_hf, ours_hf = "raw transformers `generate` (batched)", "pipeline: TransformersBackend"
     if not args.skip_transformers:
@@ -175,7 +219,7 @@ def main() -> None:
     print(
         f"\nGeneration throughput: {len(requests)} requests (Lee docs x 'wiki' prompt), "
         f"{args.max_new_tokens} max new tokens, temperature 1, SmolLM2-135M-Instruct {args.dtype}; "
-        f"vLLM engine start {startup:.1f} s (not counted).\n"
+        f"vLLM engine start {startup:.1f} s (not counted), max_model_len {engine_len}.\n"
     )
     print("| contender | generated tokens | wall s | tok/s |")
     print("|---|---:|---:|---:|")
@@ -183,6 +227,8 @@ def main() -> None:
         print(f"| {name} | {tokens} | {elapsed:.1f} | {speed[name]:.1f} |")
     pipeline = speed["pipeline: `run_requests` + VLLMBackend"]
     print(f"\n- pipeline / raw vLLM: **{pipeline / speed[raw_vllm]:.2f}** (target >= 0.95)")
+    if args.default_engine:
+        print(f"- pipeline / raw vLLM on its defaults: {pipeline / speed[default_engine]:.2f}")
     if not args.skip_transformers:
         print(f"- pipeline / raw transformers: **{pipeline / speed[raw_hf]:.2f}** (target >= 3)")
         print(f"- pipeline / TransformersBackend: {pipeline / speed[ours_hf]:.2f}")

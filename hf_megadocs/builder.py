@@ -27,14 +27,24 @@ from datasets.fingerprint import Hasher
 
 from hf_megadocs import assembly, corpus, rows
 from hf_megadocs.config_names import GRAMMAR, METHOD_PROMPT, common_config_names, parse_config_name
-from hf_megadocs.corpus import default_store_dir
 from hf_megadocs.registration import builder_module_hash
+from hf_megadocs.spawn_guard import refuse_unguarded_spawn
+from hf_megadocs.store import resolve_store_dir
 
 logger = logging.getLogger(__name__)
 
 _BASE_FIELDS = frozenset(f.name for f in fields(datasets.BuilderConfig))
 NON_OUTPUT_KNOBS = frozenset(
-    {"batch_size", "gpu_memory_utilization", "enforce_eager", "on_bad_input"}
+    {
+        "batch_size",
+        "gpu_memory_utilization",
+        "kv_cache_memory_gb",
+        "dtype",
+        "tensor_parallel_size",
+        "cpu_threads",
+        "enforce_eager",
+        "on_bad_input",
+    }
 )
 """Knobs that change how a corpus is built, not what it contains: not in the cache id."""
 GENERATION_KNOBS = frozenset(
@@ -142,9 +152,20 @@ class MegadocsConfig(datasets.BuilderConfig):
     context_policy: str = "truncate"
     """Documents longer than the generator's context: "truncate" the prompt copy, or "skip"."""
     max_model_len: int | None = None
-    """Cap on the generator's context length (engine and request budget)."""
+    """Cap on the generator's context in tokens. It bounds the request budget, so it can
+    change which part of a long document is rephrased (hence it is part of the cache id);
+    None = the model's own. The vLLM engine itself is always sized from the job."""
+    dtype: str = "auto"
+    """Generator dtype for vllm / transformers ("auto", "bfloat16", "float32")."""
+    tensor_parallel_size: int = 1
+    """GPUs per vLLM engine."""
     gpu_memory_utilization: float | None = None
-    """vLLM memory share (on CPU: of host RAM); None = the backend's default."""
+    """vLLM's share of GPU memory; None = 0.9 on CUDA, and on CPU the KV cache is sized
+    in bytes from the job (a share there depends on how long the machine has been up)."""
+    kv_cache_memory_gb: float | None = None
+    """Explicit vLLM KV-cache size in GiB; None = from the job on CPU, the share on CUDA."""
+    cpu_threads: int | None = None
+    """Cores a vLLM-CPU engine computes on; None = all this process may use."""
     enforce_eager: bool = False
     """vLLM without graph capture / compilation (faster start)."""
     batch_size: int = 256
@@ -197,6 +218,22 @@ class MegadocsConfig(datasets.BuilderConfig):
                 self.gpu_memory_utilization is None or 0 < self.gpu_memory_utilization <= 1,
                 "None or a float in (0, 1]",
             ),
+            (
+                "kv_cache_memory_gb",
+                self.kv_cache_memory_gb is None or self.kv_cache_memory_gb > 0,
+                "None or a size in GiB > 0",
+            ),
+            (
+                "dtype",
+                self.dtype in ("auto", "bfloat16", "float16", "float32"),
+                "'auto', 'bfloat16', 'float16' or 'float32'",
+            ),
+            ("tensor_parallel_size", self.tensor_parallel_size >= 1, "an int >= 1"),
+            (
+                "cpu_threads",
+                self.cpu_threads is None or self.cpu_threads >= 1,
+                "None or an int >= 1",
+            ),
             ("batch_size", self.batch_size >= 1, "an int >= 1"),
         ]
         for knob, ok, allowed in checks:
@@ -239,9 +276,7 @@ class MegadocsConfig(datasets.BuilderConfig):
         else:
             from hf_megadocs.prompts import get_prompt
 
-            payload["store_dir"] = str(
-                Path(self.store_dir or default_store_dir()).expanduser().resolve()
-            )
+            payload["store_dir"] = str(resolve_store_dir(self.store_dir).resolve())
             payload["prompt_hash"] = get_prompt(
                 self.prompt_id, self.prompt_template_file
             ).content_hash
@@ -279,6 +314,7 @@ class MegadocsBuilder(datasets.GeneratorBasedBuilder):
         self, config_name=None, custom_features=None, config_id=None, **config_kwargs
     ) -> tuple[MegadocsConfig, str]:
         """Build the config from any grammatical ``config_name`` and validate every knob."""
+        refuse_unguarded_spawn()
         if config_name is None:
             raise ValueError(
                 f"Pick a corpus config: load_dataset('hf_megadocs', 'stitched_g32'); names are "
@@ -372,5 +408,4 @@ __all__ = [
     "MegadocsBuilder",
     "MegadocsConfig",
     "builder_module_hash",
-    "default_store_dir",
 ]

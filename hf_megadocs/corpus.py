@@ -15,7 +15,6 @@ import logging
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hf_megadocs import assembly
@@ -38,13 +37,6 @@ READ_CHUNK = 4096
 _WORD = re.compile(r"\S+")
 _KEEPS_REAL_ROWS = ("simple", "stitched", "stitched_real_first", "latent")
 """Methods whose train rows contain the real documents, so they are never empty."""
-
-
-def default_store_dir() -> str:
-    """``<hf_megadocs cache>/store`` (``$HF_MEGADOCS_CACHE`` or ~/.cache/hf_megadocs)."""
-    from hf_megadocs.embedded import cache_root
-
-    return str(cache_root() / "store")
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +123,11 @@ def backend_config(config: MegadocsConfig) -> BackendConfig:
         revision=config.generator_revision,
         base_url=config.base_url,
         max_model_len=config.max_model_len,
+        dtype=config.dtype,
+        tensor_parallel_size=config.tensor_parallel_size,
         gpu_memory_utilization=config.gpu_memory_utilization,
+        kv_cache_memory_gb=config.kv_cache_memory_gb,
+        cpu_threads=config.cpu_threads,
         enforce_eager=config.enforce_eager,
     )
 
@@ -281,6 +277,92 @@ def _check_generations(
     return frozenset(unusable)
 
 
+@dataclass
+class CorpusRequests:
+    """A planned corpus and the generation requests it needs (nothing generated yet)."""
+
+    plan: CorpusPlan
+    requests: list[GenerationRequest]
+    prompt: Any | None
+    """The prompt template (None for ``real``)."""
+    counters: Counter
+    info: Any | None
+    """The generator identity the request keys were built with (None for ``real``)."""
+
+
+def plan_corpus(config: MegadocsConfig, *, info: Any | None = None) -> CorpusRequests:
+    """Read ``config``'s source, split it, and build the requests its corpus needs.
+
+    ``info``: the generator's identity and tokenizer (a running backend qualifies); by
+    default read from the config without starting an engine.
+    """
+    from hf_megadocs.store import resolve_store_dir
+
+    counters: Counter = Counter()
+    train, validation, long_docs = _read_sources(config, counters)
+    plan = CorpusPlan(
+        method=config.method,
+        num_generations=config.num_generations,
+        seed=config.seed,
+        store_dir=str(resolve_store_dir(config.store_dir)),
+        separator=config.separator,
+        latent_open=config.latent_open,
+        latent_close=config.latent_close,
+        validation=validation,
+        validation_long=long_docs,
+    )
+    if config.method == "real":
+        plan.train = [DocPlan(doc) for doc in train]
+        return CorpusRequests(plan, [], None, counters, None)
+
+    from hf_megadocs.prompts import get_prompt
+    from hf_megadocs.requests import generator_info
+
+    prompt = get_prompt(config.prompt_id, config.prompt_template_file)
+    info = info if info is not None else generator_info(backend_config(config))
+    make = _latent_requests if config.method == "latent" else _sample_requests
+    plan.train, requests = make(config, train, prompt, info, counters)
+    plan.generator, plan.prompt_id, plan.prompt_hash = (
+        info.generator,
+        prompt.prompt_id,
+        prompt.content_hash,
+    )
+    return CorpusRequests(plan, requests, prompt, counters, info)
+
+
+def shared_backend(names: list[str], **config_kwargs: Any) -> GenerationBackend | None:
+    """One backend for every corpus in ``names``, sized for all their missing requests.
+
+    Plans each corpus (no generation), collects the requests the store lacks and starts
+    one engine for all of them; hand it to :func:`load_corpus` (``generation_backend=``)
+    for each name and close it after. None when nothing is missing: no engine starts.
+    All names must share the generator settings in ``config_kwargs``.
+    """
+    from hf_megadocs.backends import Workload, make_backend
+    from hf_megadocs.builder import MegadocsConfig
+    from hf_megadocs.store import GenerationStore
+
+    configs = [MegadocsConfig(name=name, **config_kwargs) for name in names]
+    synthetic = [c for c in configs if c.method != "real"]
+    if not synthetic:
+        return None
+    info = None
+    missing: dict[str, GenerationRequest] = {}
+    for config in synthetic:
+        planned = plan_corpus(config, info=info)
+        info = planned.info
+        store = GenerationStore(planned.plan.store_dir)
+        missing.update((r.key, r) for r in planned.requests if r.key not in store)
+    if not missing:
+        logger.info("every generation of %s is in the store; no engine started", names)
+        return None
+    logger.info("%d generations missing across %s: starting one backend", len(missing), names)
+    return make_backend(
+        backend_config(synthetic[0]),
+        Workload(requests=list(missing.values()), batch_size=synthetic[0].batch_size),
+    )
+
+
 def prepare_corpus(
     config: MegadocsConfig, *, backend: GenerationBackend | None = None
 ) -> CorpusPlan:
@@ -291,45 +373,28 @@ def prepare_corpus(
     """
     from hf_megadocs.store import GenerationStore
 
-    counters: Counter = Counter()
-    train, validation, long_docs = _read_sources(config, counters)
-    store_dir = str(Path(config.store_dir or default_store_dir()).expanduser())
-    plan = CorpusPlan(
-        method=config.method,
-        num_generations=config.num_generations,
-        seed=config.seed,
-        store_dir=store_dir,
-        separator=config.separator,
-        latent_open=config.latent_open,
-        latent_close=config.latent_close,
-        validation=validation,
-        validation_long=long_docs,
+    planned = plan_corpus(config, info=backend)
+    plan, requests, prompt, counters, info = (
+        planned.plan,
+        planned.requests,
+        planned.prompt,
+        planned.counters,
+        planned.info,
     )
-    if config.method == "real":
-        plan.train = [DocPlan(doc) for doc in train]
+    if prompt is None:  # the real corpus: no generation
         plan.counters = dict(counters)
         return plan
 
     from hf_megadocs.backends import make_backend
     from hf_megadocs.generate import run_requests
-    from hf_megadocs.prompts import get_prompt
-    from hf_megadocs.requests import generator_info
 
-    prompt = get_prompt(config.prompt_id, config.prompt_template_file)
     bconfig = backend_config(config)
-    info = backend if backend is not None else generator_info(bconfig)
-    make = _latent_requests if config.method == "latent" else _sample_requests
-    plan.train, requests = make(config, train, prompt, info, counters)
-    plan.generator, plan.prompt_id, plan.prompt_hash = (
-        info.generator,
-        prompt.prompt_id,
-        prompt.content_hash,
-    )
+    store_dir = plan.store_dir
     store = GenerationStore(store_dir)
     store.record_prompt(prompt)
     summary = run_requests(
         requests,
-        backend if backend is not None else (lambda: make_backend(bconfig)),
+        backend if backend is not None else (lambda workload: make_backend(bconfig, workload)),
         store,
         batch_size=config.batch_size,
         desc=f"{config.name}: generate",
@@ -358,9 +423,9 @@ def prepare_corpus(
         "%s: %d train docs, %d validation, %d long; %d requests (%d cached, %d generated, "
         "%d errors); %d generations used, %d unusable",
         config.name,
-        len(train),
-        len(validation),
-        len(long_docs),
+        len(plan.train),
+        len(plan.validation),
+        len(plan.validation_long),
         summary.requests,
         summary.cached,
         summary.generated,
@@ -417,8 +482,10 @@ __all__ = [
     "CorpusPlan",
     "DocPlan",
     "backend_config",
-    "default_store_dir",
+    "CorpusRequests",
     "load_corpus",
+    "plan_corpus",
     "prepare_corpus",
+    "shared_backend",
     "sampling_config",
 ]

@@ -13,7 +13,6 @@ At this size the job shows the pipeline working; the papers' effect sizes need t
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -38,11 +37,11 @@ class DemoConfig:
     num_generations: int = 2
     """G: generations per source document for every synthetic method."""
     methods: tuple[str, ...] = METHODS
-    """Synthetic methods trained next to the real-only baseline."""
+    """Synthetic methods trained next to the real-only baseline, e.g. '[simple,stitched]'."""
     max_docs: int = 80
-    """Source documents read from the embedded corpus (train + validation)."""
+    """Source documents read from the embedded corpus (train + validation), in documents."""
     max_new_tokens: int = 160
-    """Generation length cap per sample."""
+    """Generation length cap per sample, in generator tokens."""
     validation_fraction: float = 0.2
     """Share of source documents held out (never generated from) for the i.i.d. loss."""
     synthetic_share: float = 0.5
@@ -57,8 +56,11 @@ class DemoConfig:
     """Processes per training run (``accelerate launch --num_processes``)."""
     max_steps: int | None = None
     """Cap on optimizer steps per run (smoke tests); None trains the full schedule."""
+    backend: str = "auto"
+    """Generation backend: "auto" (vLLM when installed, else transformers), "vllm",
+    "transformers", or "dummy" (an echo, for tests)."""
     corpus_overrides: dict[str, Any] = field(default_factory=dict)
-    """Extra builder keyword arguments (e.g. ``backend``, ``gpu_memory_utilization``)."""
+    """Extra builder keyword arguments as JSON (e.g. '{"kv_cache_memory_gb": 1}')."""
 
     def __post_init__(self) -> None:
         if self.num_generations < 1:
@@ -76,6 +78,10 @@ class DemoConfig:
             )
         if self.real_epochs <= 0:
             raise ValueError(f"DemoConfig.real_epochs must be > 0, got {self.real_epochs}.")
+        backends = ("auto", "vllm", "transformers", "dummy")
+        if self.backend not in backends:
+            raise ValueError(f"DemoConfig.backend must be one of {backends}, got {self.backend!r}.")
+        self.methods = tuple(self.methods)
 
     def corpus_kwargs(self) -> dict[str, Any]:
         """Builder keyword arguments shared by every corpus (one source, one store)."""
@@ -83,7 +89,7 @@ class DemoConfig:
             "max_docs": self.max_docs,
             "max_new_tokens": self.max_new_tokens,
             "validation_fraction": self.validation_fraction,
-            "gpu_memory_utilization": 0.15,
+            "backend": self.backend,
             "enforce_eager": True,
         }
         if self.store_dir is not None:
@@ -108,26 +114,37 @@ def repo_root() -> Path:
 
 
 def build_corpora(config: DemoConfig) -> list[dict[str, Any]]:
-    """Step 1: build every corpus through ``load_dataset`` and summarise it."""
-    import datasets
+    """Step 1: build every corpus with one generation engine, and summarise each.
 
-    import hf_megadocs  # noqa: F401  (registers the "hf_megadocs" builder)
+    :func:`~hf_megadocs.corpus.shared_backend` plans every corpus first and starts one
+    engine sized for all their missing generations (none when the store has them all);
+    each corpus is then built by the ``datasets`` builder with that engine.
+    """
+    from hf_megadocs.corpus import load_corpus, shared_backend
 
+    names, kwargs = config.corpus_names(), config.corpus_kwargs()
+    backend = shared_backend(names, **kwargs)
     summaries = []
-    for name in config.corpus_names():
-        start = time.perf_counter()
-        corpus = datasets.load_dataset("hf_megadocs", name, **config.corpus_kwargs())
-        train = corpus["train"]
-        summaries.append(
-            {
-                "config": name,
-                "train_rows": train.num_rows,
-                "train_chars": sum(len(t) for t in train["text"]),
-                "validation_rows": corpus["validation"].num_rows if "validation" in corpus else 0,
-                "seconds": round(time.perf_counter() - start, 1),
-            }
-        )
-        logger.info("built %s: %s", name, summaries[-1])
+    try:
+        for name in names:
+            start = time.perf_counter()
+            corpus = load_corpus(name, generation_backend=backend, **kwargs)
+            train = corpus["train"]
+            summaries.append(
+                {
+                    "config": name,
+                    "train_rows": train.num_rows,
+                    "train_chars": sum(len(t) for t in train["text"]),
+                    "validation_rows": corpus["validation"].num_rows
+                    if "validation" in corpus
+                    else 0,
+                    "seconds": round(time.perf_counter() - start, 1),
+                }
+            )
+            logger.info("built %s: %s", name, summaries[-1])
+    finally:
+        if backend is not None:
+            backend.close()
     return summaries
 
 
@@ -224,45 +241,20 @@ def run_demo(config: DemoConfig) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``hf-megadocs demo [--output-dir DIR] [--num-generations G] ...``."""
-    defaults = DemoConfig()
-    parser = argparse.ArgumentParser(
-        prog="hf-megadocs demo",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--output-dir", default=defaults.output_dir)
-    parser.add_argument("--num-generations", type=int, default=defaults.num_generations)
-    parser.add_argument("--methods", default=",".join(defaults.methods))
-    parser.add_argument("--max-docs", type=int, default=defaults.max_docs)
-    parser.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens)
-    parser.add_argument("--validation-fraction", type=float, default=defaults.validation_fraction)
-    parser.add_argument("--synthetic-share", type=float, default=defaults.synthetic_share)
-    parser.add_argument("--real-epochs", type=float, default=defaults.real_epochs)
-    parser.add_argument("--train-config", default=defaults.train_config)
-    parser.add_argument("--store-dir", default=None)
-    parser.add_argument("--num-processes", type=int, default=defaults.num_processes)
-    parser.add_argument("--max-steps", type=int, default=None)
-    parser.add_argument("--backend", default=None, help="generation backend (default: auto)")
-    args = parser.parse_args(argv)
+    """``hf-megadocs demo [--output_dir DIR] [--num_generations G] ...`` (``--help``)."""
+    from hf_megadocs.flags import ConfigError, parse_dataclass
+
     try:
-        config = DemoConfig(
-            output_dir=args.output_dir,
-            num_generations=args.num_generations,
-            methods=tuple(m for m in args.methods.split(",") if m),
-            max_docs=args.max_docs,
-            max_new_tokens=args.max_new_tokens,
-            validation_fraction=args.validation_fraction,
-            synthetic_share=args.synthetic_share,
-            real_epochs=args.real_epochs,
-            train_config=args.train_config,
-            store_dir=args.store_dir,
-            num_processes=args.num_processes,
-            max_steps=args.max_steps,
-            corpus_overrides={"backend": args.backend} if args.backend else {},
+        config = parse_dataclass(
+            DemoConfig,
+            argv,
+            prog="hf-megadocs demo",
+            description="The main job on the embedded defaults: build real, simple, stitched "
+            "and latent corpora with one generation engine, train one small model per corpus "
+            "with accelerate, and write the report.",
         )
-    except ValueError as error:
-        print(f"hf-megadocs demo: {error}", file=sys.stderr)
+    except ConfigError as error:
+        print(f"hf-megadocs demo: error: {error}", file=sys.stderr)
         return 2
     run_demo(config)
     return 0

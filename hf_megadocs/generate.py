@@ -19,18 +19,18 @@ from typing import Any, Literal
 
 from tqdm.auto import tqdm
 
-from hf_megadocs.backends import BackendConfig, GenerationBackend, make_backend
+from hf_megadocs.backends import BackendConfig, GenerationBackend, Workload, make_backend
 from hf_megadocs.cleaning import clean_output
 from hf_megadocs.prompts import PROMPT_IDS, get_prompt
 from hf_megadocs.records import GenerationRequest, SamplingConfig
 from hf_megadocs.requests import CONTEXT_POLICIES, build_requests, generator_info
 from hf_megadocs.sources import SourceConfig, SourceStats, load_source, validate_source
 from hf_megadocs.splits import split_of
-from hf_megadocs.store import GenerationStore
+from hf_megadocs.store import GenerationStore, resolve_store_dir
 
 logger = logging.getLogger(__name__)
 
-BackendOrFactory = GenerationBackend | Callable[[], GenerationBackend]
+BackendOrFactory = GenerationBackend | Callable[[Workload], GenerationBackend]
 
 
 def default_shard() -> tuple[int, int]:
@@ -71,8 +71,9 @@ class GenerationConfig:
     """Temperature, top-p, max_new_tokens and base seed."""
     backend: BackendConfig = field(default_factory=BackendConfig)
     """Which backend and generator."""
-    store_dir: str = "~/.cache/hf_megadocs/store"
-    """Root of the generation store (shared by every corpus built from it)."""
+    store_dir: str | None = None
+    """Root of the generation store (shared by every corpus built from it); None = the
+    builder's default, ``<hf_megadocs cache>/store`` (``$HF_MEGADOCS_CACHE`` honoured)."""
     num_shards: int | None = None
     """Number of cooperating processes; None = from RANK/WORLD_SIZE, Slurm array, else 1."""
     shard_index: int | None = None
@@ -199,7 +200,8 @@ def run_requests(
 ) -> GenerationSummary:
     """Generate this shard's requests that the store lacks, appending after every batch.
 
-    ``backend`` may be a backend or a zero-argument factory; a factory is called only when
+    ``backend`` may be a backend or a factory taking the :class:`Workload` (the missing
+    requests, so an engine can be sized for them); a factory is called only when
     something is missing, and the backend it makes is closed before returning. Backend
     errors are counted and not stored, so the next run retries them.
     """
@@ -232,7 +234,11 @@ def run_requests(
 
     owned = not hasattr(backend, "generate")  # a factory, called only now that work exists
     started = time.perf_counter()
-    engine: GenerationBackend = backend() if owned else backend  # type: ignore[operator,assignment]
+    engine: GenerationBackend = (
+        backend(Workload(requests=[r for _, r in missing], batch_size=batch_size))  # type: ignore[operator]
+        if owned
+        else backend  # type: ignore[assignment]
+    )
     summary.startup_s = time.perf_counter() - started
     summary.backend = engine.name
     first = missing[0][1]
@@ -328,10 +334,12 @@ def generate(
         lora=config.backend.lora_path,
         context_policy=config.context_policy,
     )
-    store = GenerationStore(config.store_dir)
+    store = GenerationStore(resolve_store_dir(config.store_dir))
     summary = run_requests(
         batch.requests,
-        backend if backend is not None else (lambda: make_backend(config.backend)),
+        backend
+        if backend is not None
+        else (lambda workload: make_backend(config.backend, workload)),
         store,
         shard_index=config.shard_index,
         num_shards=config.num_shards,

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from huggingface_hub import DatasetCard
 
+from hf_megadocs.builder import NON_OUTPUT_KNOBS
 from hf_megadocs.card import CardContext, ConfigSummary, GeneratorInfo, PromptText
 
 logger = logging.getLogger(__name__)
@@ -46,9 +47,7 @@ SOURCE_FACTS: dict[str, tuple[str, str, str, str]] = {
 }
 """Card facts for the bundled sources: (name, description, Hub license id, license note)."""
 
-NOT_IN_CARD = frozenset(
-    {"store_dir", "cache_dir", "num_proc", "batch_size", "gpu_memory_utilization", "enforce_eager"}
-)
+NOT_IN_CARD = NON_OUTPUT_KNOBS | {"store_dir", "cache_dir", "num_proc"}
 """Builder kwargs left out of the card: local paths and knobs that do not change the rows."""
 
 
@@ -269,15 +268,11 @@ def _token_counter(
 
 def _open_store(builder_kwargs: Mapping[str, Any]) -> Any | None:
     """The generation store the builder used, or None when there is none on disk."""
-    store_dir = builder_kwargs.get("store_dir")
-    if store_dir is None:
-        from hf_megadocs.corpus import default_store_dir
+    from hf_megadocs.store import GenerationStore, resolve_store_dir
 
-        store_dir = default_store_dir()
-    if not Path(store_dir).expanduser().is_dir():
+    store_dir = resolve_store_dir(builder_kwargs.get("store_dir"))
+    if not store_dir.is_dir():
         return None
-    from hf_megadocs.store import GenerationStore
-
     return GenerationStore(store_dir)
 
 

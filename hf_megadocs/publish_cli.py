@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--store_dir DIR), so the push reuses what is already generated. Put REPO_ID first.",
         epilog="builder options: " + " ".join(f"--{name}" for name in sorted(_builder_fields())),
         allow_abbrev=False,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("repo_id", help="dataset repository, e.g. my-org/lee-megadocs")
     parser.add_argument(
@@ -37,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="only write the folder that would be uploaded"
     )
     parser.add_argument("--local-dir", default=None, help="folder to export into (kept)")
-    parser.add_argument("--max-shard-size", default="500MB", help="largest Parquet shard")
+    parser.add_argument(
+        "--max-shard-size", default="500MB", help="largest Parquet shard (bytes, or 500MB / 1GB)"
+    )
     parser.add_argument(
         "--tokenizer", default=None, help="tokenizer that counts the card's tokens ('words' = none)"
     )

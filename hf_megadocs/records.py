@@ -35,7 +35,7 @@ class SourceDoc:
     """The document text, exactly as read (never stripped or normalised)."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True)
 class SamplingConfig:
     """Sampling parameters; part of every generation's store key."""
 

@@ -25,10 +25,21 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from hf_megadocs.embedded import cache_root
 from hf_megadocs.prompts import PromptTemplate
 from hf_megadocs.records import Generation
 
 logger = logging.getLogger(__name__)
+
+
+def resolve_store_dir(store_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The store root every entry point uses: ``store_dir`` (``~`` expanded), else
+    ``<hf_megadocs cache>/store`` with the cache at ``$HF_MEGADOCS_CACHE`` or
+    ``~/.cache/hf_megadocs``. The builder, ``hf-megadocs generate``, the trainer's corpus
+    building and ``push`` all call this, so a store filled ahead of time is the one read."""
+    if store_dir is not None and str(store_dir):
+        return Path(store_dir).expanduser()
+    return cache_root() / "store"
 
 
 def writer_name(shard_index: int, num_shards: int) -> str:

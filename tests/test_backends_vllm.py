@@ -46,7 +46,6 @@ def backend():
         BackendConfig(
             backend="vllm",
             dtype="float32",  # fp32 kernels are batch-invariant here; bf16 can flip late ties
-            gpu_memory_utilization=0.15,
             kv_cache_memory_gb=0.25,
             max_model_len=1024,
             enforce_eager=True,
@@ -117,3 +116,51 @@ def test_wrapping_an_existing_engine_shares_it(backend) -> None:
     with pytest.raises(RuntimeError, match="closed"):
         shared.generate([make_request("d0", 1)])
     assert backend.generate([make_request("d0", 1)])[0].text == expected
+
+
+PLAIN_SCRIPT = """
+import datasets
+import hf_megadocs
+
+corpus = datasets.load_dataset(
+    "hf_megadocs", "simple_g1", backend="vllm", max_docs=3, max_new_tokens=8,
+    validation_fraction=0.0, long_doc_min_words=None, enforce_eager=True,
+    store_dir={store!r}, cache_dir={cache!r},
+)
+print("ROWS", len(corpus["train"]))
+"""
+
+
+def _run_plain_script(tmp_path, env_extra: dict[str, str]):
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "build.py"  # no `if __name__ == "__main__":` guard, as in the README
+    script.write_text(
+        PLAIN_SCRIPT.format(store=str(tmp_path / "store"), cache=str(tmp_path / "cache"))
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **env_extra}
+    return subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,  # a regression here used to hang for good
+    )
+
+
+def test_a_script_without_a_main_guard_builds_a_corpus(tmp_path) -> None:
+    done = _run_plain_script(tmp_path, {})
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    assert "ROWS 6" in done.stdout  # 3 documents + 1 rephrase each
+
+
+def test_an_unguarded_script_with_engine_subprocesses_is_told_what_to_add(tmp_path) -> None:
+    # The user forces vLLM's multiprocess engine: its spawned worker imports the script
+    # again, and instead of a hang or "Engine core initialization failed" alone, the
+    # output names the fix.
+    done = _run_plain_script(tmp_path, {"VLLM_ENABLE_V1_MULTIPROCESSING": "1"})
+    assert done.returncode != 0
+    assert 'if __name__ == "__main__":' in done.stderr

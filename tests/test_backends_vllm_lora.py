@@ -36,7 +36,6 @@ def test_lora_adapter_matches_peft_greedy_output(tmp_path):
             backend="vllm",
             dtype="float32",
             enforce_eager=True,
-            gpu_memory_utilization=0.15,
             kv_cache_memory_gb=0.5,
             lora_path=str(adapter),
             max_lora_rank=8,

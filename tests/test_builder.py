@@ -267,7 +267,18 @@ def test_cache_fingerprint_follows_output_knobs(tmp_path):
         assert _config_id("latent_g2", source=str(docs), **{knob: value}) != _config_id(
             "latent_g2", source=str(docs)
         )
-    assert _config_id(source=str(docs), batch_size=3, gpu_memory_utilization=0.1) == base
+    assert (
+        _config_id(
+            source=str(docs),
+            batch_size=3,
+            gpu_memory_utilization=0.1,
+            kv_cache_memory_gb=1.0,
+            dtype="float32",
+            tensor_parallel_size=2,
+            cpu_threads=1,
+        )
+        == base
+    )
     assert _config_id("stitched_g4", source=str(docs)) != base
     docs.write_text(json.dumps({"text": "a b c d", "id": "1", "body": "x"}) + "\n")
     assert _config_id(source=str(docs)) != base  # edited local source
@@ -334,11 +345,7 @@ def vllm_engine():
     pytest.importorskip("vllm")
     from hf_megadocs.backends import BackendConfig, make_backend
 
-    backend = make_backend(
-        BackendConfig(
-            backend="vllm", gpu_memory_utilization=0.15, max_model_len=2048, enforce_eager=True
-        )
-    )
+    backend = make_backend(BackendConfig(backend="vllm", max_model_len=2048, enforce_eager=True))
     yield backend
     backend.close()
 
@@ -391,3 +398,43 @@ def test_num_proc_shards_give_the_same_rows(dirs, tmp_path, monkeypatch):
     two = _load("simple_g2", {**dirs, "cache_dir": str(tmp_path / "two")}, num_proc=2)["train"]
     assert len(two) == len(one) > 7
     assert list(two) == list(one)
+
+
+def test_store_filled_by_generate_is_the_store_the_builder_reads(tmp_path, monkeypatch):
+    """The README recipe with HF_MEGADOCS_CACHE set: generate ahead, then build for free."""
+    from hf_megadocs.generate_cli import main as generate_main
+    from hf_megadocs.store import resolve_store_dir
+
+    monkeypatch.setenv("HF_MEGADOCS_CACHE", str(tmp_path / "megadocs-cache"))
+    assert resolve_store_dir() == tmp_path / "megadocs-cache" / "store"
+    knobs = {"source.max_docs": 8, "num_samples": 2, "sampling.max_new_tokens": 12}
+    argv = ["--backend.backend", "dummy"]
+    for name, value in knobs.items():
+        argv += [f"--{name}", str(value)]
+    assert generate_main(argv) == 0  # no --store_dir: the default store
+    filled = len(GenerationStore(resolve_store_dir()))
+    assert filled > 0
+
+    made = []
+    real_make = hf_megadocs.backends.make_backend
+
+    def counting_make(config, workload=None):
+        made.append(workload)
+        return real_make(config, workload)
+
+    monkeypatch.setattr(hf_megadocs.backends, "make_backend", counting_make)
+    corpus = datasets.load_dataset(
+        "hf_megadocs",
+        "simple_g2",
+        backend="dummy",
+        max_docs=8,
+        max_new_tokens=12,
+        cache_dir=str(tmp_path / "hf-cache"),
+    )
+    assert len(corpus["train"]) > 0
+    run = _last_run(resolve_store_dir())
+    assert run["summary"]["generated"] == 0
+    assert run["summary"]["cached"] == run["summary"]["requests"] == filled
+    # generator_info makes the (cheap) dummy to read its identity; none was made to generate.
+    assert [w for w in made if w is not None] == []
+    assert len(GenerationStore(resolve_store_dir())) == filled

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
@@ -16,7 +17,7 @@ def test_config_errors_name_the_field():
         DemoConfig(methods=("stitched", "bogus"))
     with pytest.raises(ValueError, match="synthetic_share"):
         DemoConfig(synthetic_share=1.0)
-    assert main(["--num-generations", "0"]) == 2
+    assert main(["--num_generations", "0"]) == 2
 
 
 def test_every_run_shares_real_data_epochs_and_seed(tmp_path):
@@ -34,23 +35,29 @@ def test_every_run_shares_real_data_epochs_and_seed(tmp_path):
 
 
 @pytest.mark.slow
-def test_main_job_end_to_end_at_tiny_size(tmp_path, capsys):
+def test_main_job_end_to_end_at_tiny_size(tmp_path, capsys, caplog):
+    caplog.set_level(logging.INFO, logger="hf_megadocs")
     out = tmp_path / "demo"
     argv = [
-        "--output-dir",
+        "--output_dir",
         str(out),
-        "--store-dir",
+        "--store_dir",
         str(tmp_path / "store"),
-        "--max-docs",
+        "--max_docs",
         "14",
-        "--max-new-tokens",
+        "--max_new_tokens",
         "24",
-        "--max-steps",
+        "--max_steps",
         "2",
-        "--validation-fraction",
+        "--validation_fraction",
         "0.3",
     ]
     assert main(argv) == 0
+    # One vLLM engine for every corpus of the job, sized from the job, never by a share.
+    starts = [r.getMessage() for r in caplog.records if "Starting vLLM engine" in r.getMessage()]
+    assert len(starts) == 1, starts
+    assert "KV cache" in starts[0] and "max_model_len=" in starts[0]
+    caplog.clear()
     table = capsys.readouterr().out
     for name in ("real", "simple_g2", "stitched_g2", "latent_g2"):
         summary = json.loads((out / "runs" / name / "summary.json").read_text())
@@ -67,3 +74,4 @@ def test_main_job_end_to_end_at_tiny_size(tmp_path, capsys):
     # A rerun trains nothing and generates nothing: every run and generation is reused.
     assert main(argv) == 0
     assert "generate:" not in capsys.readouterr().err
+    assert not [r for r in caplog.records if "Starting vLLM engine" in r.getMessage()]

@@ -76,17 +76,22 @@ def test_backend_factory_is_called_only_when_something_is_missing(
     ).requests
     store = GenerationStore(tmp_path)
     made = []
+    workloads = []
 
-    def factory():
+    def factory(workload):
+        workloads.append(workload)
         made.append(DummyBackend())
         return made[-1]
 
     run_requests(requests[:4], factory, store, batch_size=3)
     assert len(made) == 1 and made[0].calls == [3, 1]
+    # The factory sees exactly the missing requests, so an engine can be sized for them.
+    assert list(workloads[0].requests) == requests[:4] and workloads[0].batch_size == 3
     summary = run_requests(requests[:4] + requests[:2], factory, store)
     assert len(made) == 1 and summary.duplicate_requests == 2 and summary.cached == 4
     run_requests(requests, factory, store, batch_size=100)
     assert len(made) == 2 and made[1].calls == [8]
+    assert list(workloads[1].requests) == requests[4:]
 
 
 class FlakyBackend(DummyBackend):
@@ -197,32 +202,39 @@ def test_bad_input_fails_before_any_generation(tmp_path, capsys):
         generate(config(tmp_path / "s", source=SourceConfig(source=str(bad))), backend=backend)
     assert backend.calls == [] and not (tmp_path / "s").exists()
     status = cli_main(
-        ["--source", str(bad), "--backend", "dummy", "--store-dir", str(tmp_path / "s")]
+        [
+            "--source.source",
+            str(bad),
+            "--backend.backend",
+            "dummy",
+            "--store_dir",
+            str(tmp_path / "s"),
+        ]
     )
     assert status == 2 and "available columns: ['body']" in capsys.readouterr().err
     status = cli_main(
-        ["--backend", "dummy", "--num-samples", "0", "--store-dir", str(tmp_path / "s")]
+        ["--backend.backend", "dummy", "--num_samples", "0", "--store_dir", str(tmp_path / "s")]
     )
     assert status == 2 and "num_samples" in capsys.readouterr().err
 
 
 def test_cli_prints_summary(tmp_path, capsys):
     argv = [
-        "--backend",
+        "--backend.backend",
         "dummy",
-        "--max-docs",
+        "--source.max_docs",
         "3",
-        "--num-samples",
+        "--num_samples",
         "2",
-        "--max-new-tokens",
+        "--sampling.max_new_tokens",
         "8",
-        "--store-dir",
+        "--store_dir",
         str(tmp_path),
-        "--prompt",
+        "--prompt_id",
         "easy",
-        "--num-shards",
+        "--num_shards",
         "1",
-        "--shard-index",
+        "--shard_index",
         "0",
     ]
     assert cli_main(argv) == 0
@@ -238,11 +250,11 @@ def _kill_and_resume(store_dir, extra_args, *, expected_keys, kill_after_lines, 
         sys.executable,
         "-m",
         "hf_megadocs.generate_cli",
-        "--store-dir",
+        "--store_dir",
         str(store_dir),
-        "--num-shards",
+        "--num_shards",
         "1",
-        "--shard-index",
+        "--shard_index",
         "0",
         *extra_args,
     ]
@@ -275,19 +287,19 @@ def _kill_and_resume(store_dir, extra_args, *, expected_keys, kill_after_lines, 
 
 def test_kill_and_resume_dummy(tmp_path):
     args = [
-        "--backend",
+        "--backend.backend",
         "dummy",
-        "--dummy-delay-s",
+        "--backend.dummy_delay_s",
         "0.05",
-        "--max-docs",
+        "--source.max_docs",
         "20",
-        "--num-samples",
+        "--num_samples",
         "2",
-        "--max-new-tokens",
+        "--sampling.max_new_tokens",
         "8",
-        "--batch-size",
+        "--batch_size",
         "4",
-        "--validation-fraction",
+        "--validation_fraction",
         "0",
     ]
     docs = list(load_source(SourceConfig(source="embedded", max_docs=20)))
@@ -324,9 +336,9 @@ def test_kill_and_resume_transformers_embedded_generator(tmp_path, sample_docs):
             sampling=SamplingConfig(max_new_tokens=4),
         ).requests
     }
-    args = ["--backend", "transformers", "--source", str(source), "--id-column", "id",
-            "--num-samples", "1", "--max-new-tokens", "4", "--batch-size", "2",
-            "--validation-fraction", "0"]  # fmt: skip
+    args = ["--backend.backend", "transformers", "--source.source", str(source), "--source.id_column", "id",
+            "--num_samples", "1", "--sampling.max_new_tokens", "4", "--batch_size", "2",
+            "--validation_fraction", "0"]  # fmt: skip
     store_dir = tmp_path / "store"
     _kill_and_resume(store_dir, args, expected_keys=expected, kill_after_lines=2, timeout_s=300)
     generations = GenerationStore(store_dir).get_many(expected).values()

@@ -348,7 +348,6 @@ def test_vllm_built_corpus_publishes_with_real_provenance(tmp_path):
         "max_new_tokens": 24,
         "validation_fraction": 0.0,
         "long_doc_min_words": None,
-        "gpu_memory_utilization": 0.15,
         "enforce_eager": True,
         "max_model_len": 2048,
         "store_dir": str(tmp_path / "store"),

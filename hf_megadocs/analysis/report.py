@@ -288,9 +288,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="hf-megadocs report",
         description="Data-efficiency report (Markdown + PNG) from training run directories.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run output directories")
-    parser.add_argument("--out", default="report", help="output folder (default: ./report)")
+    parser.add_argument("--out", default="report", help="output folder")
     parser.add_argument(
         "--allow-unfinished",
         action="store_true",

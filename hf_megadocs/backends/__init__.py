@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from hf_megadocs.backends.base import GenerationBackend
+from hf_megadocs.backends.sizing import Workload
 
 logger = logging.getLogger(__name__)
 
@@ -27,17 +28,29 @@ class BackendConfig:
     dtype: str = "auto"
     """Model dtype for vllm / transformers ("auto", "bfloat16", "float32", ...)."""
     max_model_len: int | None = None
-    """Context length cap for the engine; None = the model's own."""
+    """Cap on the generator's context in tokens (engine and request budget); None = the
+    model's own for requests, and for the vLLM engine the job's longest prompt plus
+    ``max_new_tokens``."""
     # vllm
     tensor_parallel_size: int = 1
     """vLLM tensor parallelism (GPUs per engine)."""
     data_parallel_size: int = 1
     """vLLM data parallelism (engine replicas)."""
     gpu_memory_utilization: float | None = None
-    """vLLM memory share; on CPU it is the share of host RAM. None = 0.3 on CPU, 0.9 on GPU."""
+    """vLLM's share of GPU memory; None = 0.9 on CUDA. On CPU it would be a share of the
+    memory vLLM sees on the NUMA node at start, which moves, so it is only passed when set;
+    by default the CPU KV cache is sized in bytes from the job."""
     kv_cache_memory_gb: float | None = None
-    """Explicit vLLM KV-cache size in GiB (``kv_cache_memory_bytes``); overrides the share
-    above for the KV cache. Useful on shared CPU hosts where the share is unpredictable."""
+    """Explicit vLLM KV-cache size in GiB (``kv_cache_memory_bytes``); None = from the job
+    on CPU (longest prompt + max_new_tokens × concurrent sequences, clamped), vLLM's share
+    on CUDA."""
+    cpu_threads: int | None = None
+    """Cores a vLLM-CPU engine computes on; None = all this process may use, minus one per
+    other local training process."""
+    engine_in_process: bool | None = None
+    """Run vLLM's engine core in this process (no spawned workers, so scripts without an
+    ``if __name__ == "__main__":`` guard work and a killed job leaves no engine behind);
+    None = in-process whenever tensor_parallel_size is 1."""
     enforce_eager: bool = False
     """Disable CUDA graphs / compilation in vLLM (faster start, slower steps)."""
     lora_path: str | None = None
@@ -60,6 +73,9 @@ class BackendConfig:
     """Prompts per ``generate`` call for the transformers backend."""
     device: str | None = None
     """torch device for the transformers backend; None = cuda when available, else cpu."""
+    # dummy (tests)
+    dummy_delay_s: float = 0.0
+    """Seconds the dummy backend waits per request, so tests can kill a run part-way."""
 
     def __post_init__(self) -> None:
         allowed = ("auto", "vllm", "openai", "transformers", "dummy")
@@ -82,6 +98,14 @@ class BackendConfig:
                 "BackendConfig.kv_cache_memory_gb must be > 0 GiB or None (size from "
                 f"gpu_memory_utilization), got {self.kv_cache_memory_gb}."
             )
+        if self.max_model_len is not None and self.max_model_len < 1:
+            raise ValueError(
+                f"BackendConfig.max_model_len must be >= 1 token or None, got {self.max_model_len}."
+            )
+        if self.cpu_threads is not None and self.cpu_threads < 1:
+            raise ValueError(
+                f"BackendConfig.cpu_threads must be >= 1 or None (all cores), got {self.cpu_threads}."
+            )
         for name in ("tensor_parallel_size", "data_parallel_size", "max_concurrency", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"BackendConfig.{name} must be >= 1, got {getattr(self, name)}.")
@@ -101,17 +125,23 @@ def resolve_backend_name(config: BackendConfig) -> str:
     return "transformers"
 
 
-def make_backend(config: BackendConfig) -> GenerationBackend:
-    """Build the backend ``config`` asks for (heavy libraries are imported only here)."""
+def make_backend(config: BackendConfig, workload: Workload | None = None) -> GenerationBackend:
+    """Build the backend ``config`` asks for (heavy libraries are imported only here).
+
+    ``workload``: the requests it is about to run; the vLLM engine is sized from them
+    (context length, CPU KV cache) instead of from the model's maximum.
+    """
     name = resolve_backend_name(config)
     if name == "dummy":
         from hf_megadocs.backends.dummy import DummyBackend
 
-        return DummyBackend(generator=config.generator or "dummy-generator")
+        return DummyBackend(
+            generator=config.generator or "dummy-generator", delay_s=config.dummy_delay_s
+        )
     if name == "vllm":
         from hf_megadocs.backends.vllm_backend import VLLMBackend
 
-        return VLLMBackend(config)
+        return VLLMBackend(config, workload=workload)
     if name == "openai":
         from hf_megadocs.backends.openai_backend import OpenAIBackend
 
@@ -121,4 +151,10 @@ def make_backend(config: BackendConfig) -> GenerationBackend:
     return TransformersBackend(config)
 
 
-__all__ = ["BackendConfig", "GenerationBackend", "make_backend", "resolve_backend_name"]
+__all__ = [
+    "BackendConfig",
+    "GenerationBackend",
+    "Workload",
+    "make_backend",
+    "resolve_backend_name",
+]

@@ -83,14 +83,7 @@ def tiny_cpu() -> TrainConfig:
         data=DataConfig(
             seq_len=256,
             synthetic_corpus="stitched_g2",
-            # Small generation batches: see recipes/configs/tiny_cpu.yaml.
-            corpus_kwargs={
-                "max_docs": 50,
-                "max_new_tokens": 256,
-                "gpu_memory_utilization": 0.15,
-                "enforce_eager": True,
-                "batch_size": 8,
-            },
+            corpus_kwargs={"max_docs": 50, "max_new_tokens": 256, "enforce_eager": True},
         ),
         mix=MixConfig(synthetic_share=0.5, real_epochs=4, global_batch_size=8, seed=0),
         optim=OptimConfig(lr=3e-3, weight_decay=0.4, warmup_fraction=0.05),
