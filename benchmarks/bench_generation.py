@@ -4,7 +4,7 @@ One run, the same requests for every contender: N Lee-corpus documents x the "wi
 (one sample each), temperature 1, top-p 1, M new tokens, the embedded SmolLM2-135M-Instruct.
 
 - raw vLLM: ``vllm.LLM.chat`` with one plain ``SamplingParams`` (no seeds): the limit;
-- pipeline (vLLM): ``hf_megadocs.generate.run_requests`` with ``VLLMBackend`` into an
+- pipeline (vLLM): ``hf_megadocs.generation.fill.fill_store`` with ``VLLMBackend`` into an
   empty temporary store (per-request seeds, cleaning, store appends included), on the
   same engine as raw vLLM, so engine start is not counted and memory is not doubled;
 - raw transformers: one batched ``model.generate(do_sample=True)`` with left padding;
@@ -45,10 +45,11 @@ def machine() -> str:
 
 def build(docs: int, max_new_tokens: int, config):
     """The benchmark's generation requests (built by the project's own request builder)."""
-    from hf_megadocs.prompts import get_prompt
+    from hf_megadocs.generation.prompts import get_prompt
     from hf_megadocs.records import SamplingConfig
-    from hf_megadocs.requests import build_requests, generator_info
-    from hf_megadocs.sources import SourceConfig, load_source
+    from hf_megadocs.generation.backends import generator_info
+    from hf_megadocs.generation.requests import build_requests
+    from hf_megadocs.generation.sources import SourceConfig, load_source
 
     sampling = SamplingConfig(temperature=1.0, top_p=1.0, max_new_tokens=max_new_tokens, seed=0)
     batch = build_requests(
@@ -74,12 +75,12 @@ def time_raw_vllm(llm, requests) -> tuple[int, float]:
 
 
 def time_pipeline(backend, requests) -> tuple[int, float]:
-    from hf_megadocs.generate import run_requests
-    from hf_megadocs.store import GenerationStore
+    from hf_megadocs.generation.fill import fill_store
+    from hf_megadocs.generation.store import GenerationStore
 
     with tempfile.TemporaryDirectory(prefix="bench-store-") as root:
         started = time.perf_counter()
-        summary = run_requests(requests, backend, GenerationStore(root), batch_size=len(requests))
+        summary = fill_store(requests, backend, GenerationStore(root), batch_size=len(requests))
         elapsed = time.perf_counter() - started
     if summary.generated != len(requests):
         raise RuntimeError(
@@ -124,8 +125,8 @@ def _default_engine_child(docs: int, max_new_tokens: int, dtype: str, max_model_
     """Raw ``LLM.chat`` on an engine started with vLLM's defaults (runs in a child process)."""
     import vllm
 
-    from hf_megadocs.backends import BackendConfig
-    from hf_megadocs.embedded import embedded_generator_path
+    from hf_megadocs.generation.backends import BackendConfig
+    from hf_megadocs.generation.embedded import embedded_generator_path
 
     requests = build(docs, max_new_tokens, BackendConfig(backend="vllm", dtype=dtype))
     llm = vllm.LLM(
@@ -177,10 +178,10 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from hf_megadocs.backends import BackendConfig, Workload
-    from hf_megadocs.backends.transformers_backend import TransformersBackend
-    from hf_megadocs.backends.vllm_backend import VLLMBackend
-    from hf_megadocs.embedded import embedded_generator_path
+    from hf_megadocs.generation.backends import BackendConfig, Workload
+    from hf_megadocs.generation.backends.transformers_backend import TransformersBackend
+    from hf_megadocs.generation.backends.vllm_backend import VLLMBackend
+    from hf_megadocs.generation.embedded import embedded_generator_path
 
     config = BackendConfig(backend="vllm", dtype=args.dtype)
     requests = build(args.docs, args.max_new_tokens, config)
@@ -194,7 +195,7 @@ def main() -> None:
     for _ in range(args.rounds):
         for name, run in (
             ("raw vLLM `LLM.chat`", lambda: time_raw_vllm(backend.llm, requests)),
-            ("pipeline: `run_requests` + VLLMBackend", lambda: time_pipeline(backend, requests)),
+            ("pipeline: `fill_store` + VLLMBackend", lambda: time_pipeline(backend, requests)),
         ):
             tokens, elapsed = run()
             if name not in rows or tokens / elapsed > rows[name][0] / rows[name][1]:
@@ -208,7 +209,7 @@ def main() -> None:
     if not args.skip_transformers:
         rows[raw_hf] = time_raw_transformers(embedded_generator_path(), args.dtype, requests)
         transformers_config = BackendConfig(
-            backend="transformers", dtype=args.dtype, batch_size=len(requests)
+            backend="transformers", dtype=args.dtype, transformers_batch_size=len(requests)
         )
         local = TransformersBackend(transformers_config)
         rows[ours_hf] = time_pipeline(local, requests)
@@ -225,7 +226,7 @@ def main() -> None:
     print("|---|---:|---:|---:|")
     for name, (tokens, elapsed) in rows.items():
         print(f"| {name} | {tokens} | {elapsed:.1f} | {speed[name]:.1f} |")
-    pipeline = speed["pipeline: `run_requests` + VLLMBackend"]
+    pipeline = speed["pipeline: `fill_store` + VLLMBackend"]
     print(f"\n- pipeline / raw vLLM: **{pipeline / speed[raw_vllm]:.2f}** (target >= 0.95)")
     if args.default_engine:
         print(f"- pipeline / raw vLLM on its defaults: {pipeline / speed[default_engine]:.2f}")

@@ -43,7 +43,7 @@ import torch
 def load_tokenizer():
     from transformers import AutoTokenizer
 
-    from hf_megadocs.embedded import embedded_gguf_path
+    from hf_megadocs.generation.embedded import embedded_gguf_path
 
     gguf = Path(embedded_gguf_path())
     return AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
@@ -78,15 +78,15 @@ def batches_of(n: int, b: int):
 
 # ----------------------------------------------------------------------------- ours
 def ours_pack(tokenized, L, attention="cross_document"):
-    from hf_megadocs.packing import PackConfig, pack
+    from hf_megadocs.training.data.packing import PackConfig, pack
 
     return pack(tokenized, PackConfig(seq_len=L, attention=attention, seed=0))
 
 
 def ours_pack_collate(tokenized, L, B, attention="cross_document"):
-    from hf_megadocs.collate import MixedBatchCollator
-    from hf_megadocs.mixing import MixConfig, MixingSampler
-    from hf_megadocs.packing import PackConfig, pack
+    from hf_megadocs.training.data.collate import MixedBatchCollator
+    from hf_megadocs.training.data.mixing import MixConfig, MixingSampler
+    from hf_megadocs.training.data.packing import PackConfig, pack
 
     packed = pack(tokenized, PackConfig(seq_len=L, attention=attention, seed=0))
     sampler = MixingSampler(len(packed), 0, MixConfig(global_batch_size=B))
@@ -160,7 +160,7 @@ def peer_tokens_in_rows(packed_ds) -> int:
 STREAM_CHILD = r"""
 import json, sys, time
 from datasets import load_from_disk
-from hf_megadocs.packing import PackConfig, pack_iterable
+from hf_megadocs.training.data.packing import PackConfig, pack_iterable
 import numpy as np, torch
 path, L, B = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 def status(key):  # VmHWM is this process's own peak (ru_maxrss is inherited over fork)
@@ -218,7 +218,7 @@ def main() -> None:
 
     from datasets import Dataset, concatenate_datasets, disable_progress_bars
 
-    from hf_megadocs.tokenize import tokenize_corpus
+    from hf_megadocs.training.data.tokenize import tokenize_corpus
 
     disable_progress_bars()
     tok = load_tokenizer()

@@ -30,8 +30,8 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 import datasets  # noqa: E402
 
-from hf_megadocs.corpus import load_corpus  # noqa: E402
-from hf_megadocs.publish import push_to_hub  # noqa: E402
+from hf_megadocs.corpora.load import load_corpus  # noqa: E402
+from hf_megadocs.hub.export import push_to_hub  # noqa: E402
 
 
 def _digests(folder: Path) -> dict[str, str]:

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from hf_megadocs.records import Generation
-from hf_megadocs.store import GenerationStore
+from hf_megadocs.generation.store import GenerationStore
 
 
 def _generation(i: int, text: str) -> Generation:

@@ -2,7 +2,7 @@
 
 Same model (a fresh Llama, by default ~29M parameters with SmolLM2's 49k vocabulary:
 hidden 256, FFN 1024, 4 layers, 4 heads, untied), same data (the Lee news corpus
-tokenized and packed once into ``--seq-len`` rows by ``hf_megadocs.packing``), same batch
+tokenized and packed once into ``--seq-len`` rows by ``hf_megadocs.training.data.packing``), same batch
 (``--batch-size`` sequences per optimizer step, one process, no accumulation), same AdamW
 settings, fp32 on CPU (``--bf16`` on a GPU). Each side runs ``--warmup`` steps that are
 not timed, then ``--steps`` timed steps; the two runs alternate ``--rounds`` times so
@@ -10,7 +10,7 @@ background load hits both alike. tokens/s counts the positions of the batches
 (``batch × seq_len`` per step). MFU = ``6·N·tokens/s / peak`` is printed when
 ``--peak-tflops`` is given (e.g. 989 for an H100's dense bf16).
 
-Our side runs ``hf_megadocs.train.train`` itself (data build, sampler, per-stream and
+Our side runs ``hf_megadocs.training.train`` itself (data build, sampler, per-stream and
 per-role loss, metrics.jsonl); its tokens/s is read from the per-step ``metrics.jsonl``
 records of the timed steps, so setup, end-of-run eval and checkpoint are not counted.
 
@@ -60,7 +60,7 @@ def _corpus_file(workdir: Path) -> Path:
 
 
 def _config(args: argparse.Namespace, corpus: Path, output_dir: Path):
-    from hf_megadocs.train.config import load_config
+    from hf_megadocs.training.config import load_config
 
     return load_config(
         None,
@@ -116,8 +116,8 @@ def _config(args: argparse.Namespace, corpus: Path, output_dir: Path):
 
 
 def run_ours(args: argparse.Namespace, corpus: Path, output_dir: Path) -> float:
-    """tokens/s of hf_megadocs.train.train over the timed steps."""
-    from hf_megadocs.train.loop import train
+    """tokens/s of hf_megadocs.training.train over the timed steps."""
+    from hf_megadocs.training.loop import train
 
     train(_config(args, corpus, output_dir))
     records = [json.loads(line) for line in (output_dir / "metrics.jsonl").read_text().splitlines()]
@@ -139,10 +139,10 @@ def run_trainer(args: argparse.Namespace, corpus: Path, output_dir: Path) -> tup
     import torch
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
-    from hf_megadocs.packing import PackConfig, pack
-    from hf_megadocs.tokenize import tokenize_corpus
-    from hf_megadocs.train.data import load_stream
-    from hf_megadocs.train.loop import build_model, load_tokenizer
+    from hf_megadocs.training.data.packing import PackConfig, pack
+    from hf_megadocs.training.data.tokenize import tokenize_corpus
+    from hf_megadocs.training.data.streams import load_stream
+    from hf_megadocs.training.model import build_model, load_tokenizer
 
     config = _config(args, corpus, output_dir)
     torch.manual_seed(config.seed)
@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit("--warmup must be >= 1 and --steps >= 2")
     import torch
 
-    from hf_megadocs.train.loop import mfu
+    from hf_megadocs.analysis.compute import mfu
 
     ours, theirs = [], []
     n_params = 0

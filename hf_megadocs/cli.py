@@ -11,10 +11,13 @@ import logging
 import sys
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "generate": ("hf_megadocs.generate_cli", "fill the generation store for a source corpus"),
-    "push": ("hf_megadocs.publish", "export corpora to Parquet + dataset card, upload to the Hub"),
+    "generate": ("hf_megadocs.generation.cli", "fill the generation store for a source corpus"),
+    "push": ("hf_megadocs.hub.cli", "export corpora to Parquet + dataset card, upload to the Hub"),
     "report": ("hf_megadocs.analysis.report", "data-efficiency report from training runs"),
-    "demo": ("hf_megadocs.demo", "the main job: build corpora, train, report (embedded defaults)"),
+    "demo": (
+        "hf_megadocs.jobs.demo",
+        "the main job: build corpora, train, report (embedded defaults)",
+    ),
 }
 
 

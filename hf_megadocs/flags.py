@@ -15,6 +15,7 @@ overrides and YAML configs, and reads field docstrings for the help.
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any, TypeVar
@@ -26,11 +27,35 @@ class ConfigError(ValueError):
     """A command line that does not describe a valid config (the message says the fix)."""
 
 
+def _yaml_loader() -> Any:
+    """PyYAML's safe loader with YAML 1.2 booleans: only true/false, so ``mixed_precision:
+    no`` stays the string "no" (YAML 1.1 would read no/off/yes/on as booleans)."""
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:bool",
+        re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+        list("tTfF"),
+    )
+    return lambda text: yaml.load(text, Loader=Loader)  # noqa: S506 (a SafeLoader subclass)
+
+
 def dataclass_parser(cls: type, *, prog: str, description: str | None = None) -> Any:
     """A ``jsonargparse.ArgumentParser`` whose flags are the fields of ``cls``."""
-    from jsonargparse import ArgumentParser, set_parsing_settings
+    import yaml
+    from jsonargparse import ArgumentParser, set_loader, set_parsing_settings
 
     set_parsing_settings(docstring_parse_attribute_docstrings=True)
+    set_loader("yaml", _yaml_loader(), exceptions=(yaml.YAMLError,))
     parser = ArgumentParser(
         prog=prog,
         description=description,
@@ -49,11 +74,14 @@ def parse_dataclass(
     prog: str,
     description: str | None = None,
     defaults: dict[str, Any] | None = None,
+    positional: str | None = None,
 ) -> T:
     """Parse ``argv`` into an instance of the dataclass ``cls``.
 
     ``defaults``: flat ``{"section.field": value}`` defaults applied before ``argv``
-    (a preset, say). ``--help`` prints and exits 0 as usual.
+    (a preset, say). ``positional``: a field that the leading non-flag arguments fill
+    (a list field takes them all, e.g. ``report runs/*``; any other takes one).
+    ``--help`` prints and exits 0 as usual.
 
     Raises:
         ConfigError: an unknown flag, a value of the wrong type, or a value the config's
@@ -64,11 +92,14 @@ def parse_dataclass(
     parser = dataclass_parser(cls, prog=prog, description=description)
     if defaults:
         parser.set_defaults(defaults)
+    args = list(sys.argv[1:] if argv is None else argv)
+    if positional is not None:
+        args = _positional_as_flag(cls, positional, args)
     try:
-        namespace = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+        namespace = parser.parse_args(args)
         built = parser.instantiate(namespace)
     except ArgumentError as error:
-        raise ConfigError(str(error).strip()) from None
+        raise ConfigError(_readable(str(error))) from None
     except ValueError as error:  # __post_init__ of the config or of a nested one
         raise ConfigError(str(error)) from None
     values = {f.name: getattr(built, f.name) for f in dataclasses.fields(cls) if f.init}
@@ -76,6 +107,47 @@ def parse_dataclass(
         return cls(**values)
     except ValueError as error:
         raise ConfigError(str(error)) from None
+
+
+_TYPE_ERROR = re.compile(
+    r'Parser key "(?P<key>[^"]+)":\s*Expected a (?P<type>.+?)\. Got value: (?P<value>.*)', re.S
+)
+_UNION_ERROR = re.compile(
+    r'Parser key "(?P<key>[^"]+)":.*?Subtypes: \[(?P<type>[^\]]*)\].*Given value: (?P<value>.*)',
+    re.S,
+)
+
+
+def _readable(message: str) -> str:
+    """jsonargparse's 'Parser key "x": Expected a <class 'int'>. Got value: y' (or its
+    Union variant) as one line naming the flag, the value and what is allowed."""
+    match = _TYPE_ERROR.search(message) or _UNION_ERROR.search(message)
+    if match is None:
+        return message.strip()
+    expected = re.sub(r"<class '([^']+)'>", r"\1", match["type"]).replace("typing.", "")
+    expected = expected.replace("NoneType", "null").replace(", ", " or ")
+    value = match["value"].strip().splitlines()[0]
+    return f"--{match['key']}={value!r} is not allowed: expected {expected}."
+
+
+def _positional_as_flag(cls: type, name: str, args: list[str]) -> list[str]:
+    """``["a", "b", "--x", "1"]`` → ``["--name", '["a", "b"]', "--x", "1"]`` (or one value)."""
+    import json
+    import typing
+
+    leading = 0
+    while leading < len(args) and not args[leading].startswith("-"):
+        leading += 1
+    if not leading:
+        return args
+    hint = typing.get_type_hints(cls)[name]
+    if typing.get_origin(hint) is list:
+        value = json.dumps(args[:leading])
+    elif leading == 1:
+        value = args[0]
+    else:
+        raise ConfigError(f"expected one {name.upper()} before the flags, got {args[:leading]}.")
+    return [f"--{name}", value, *args[leading:]]
 
 
 __all__ = ["ConfigError", "dataclass_parser", "parse_dataclass"]

@@ -9,7 +9,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 import pytest  # noqa: E402
 
-from hf_megadocs.backends.dummy import DummyBackend  # noqa: E402
+from hf_megadocs.generation.backends.dummy import DummyBackend  # noqa: E402
 from hf_megadocs.records import SamplingConfig, SourceDoc  # noqa: E402
 
 

@@ -8,7 +8,6 @@ real-only and, when a real-only data law can be fitted, data efficiency).
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
@@ -166,7 +165,7 @@ def markdown_table(rows: Sequence[Sequence[str]], columns: Sequence[str] = COLUM
 
 
 DOWNSTREAM_FILE = "downstream.json"
-"""Written into a run directory by ``python -m hf_megadocs.downstream RUN_DIR``."""
+"""Written into a run directory by ``python -m hf_megadocs.analysis.downstream RUN_DIR``."""
 
 
 def downstream_rows(runs: Sequence[Run]) -> list[list[str]]:
@@ -283,25 +282,33 @@ def write_report(
     return _write(load_runs(run_dirs, allow_unfinished=allow_unfinished), out_dir)[0]
 
 
+@dataclass(kw_only=True)
+class ReportConfig:
+    """Which runs to analyse and where the report goes."""
+
+    run_dirs: list[str]
+    """Training run directories (also the leading arguments: ``report runs/*``)."""
+    out: str = "report"
+    """Folder for report.md and the PNG plots."""
+    allow_unfinished: bool = False
+    """Use the last eval of runs without summary.json."""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``hf-megadocs report``; prints the table, returns an exit code."""
-    parser = argparse.ArgumentParser(
-        prog="hf-megadocs report",
-        description="Data-efficiency report (Markdown + PNG) from training run directories.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run output directories")
-    parser.add_argument("--out", default="report", help="output folder")
-    parser.add_argument(
-        "--allow-unfinished",
-        action="store_true",
-        help="use the last eval of runs without summary.json",
-    )
-    args = parser.parse_args(argv)
+    from hf_megadocs.flags import ConfigError, parse_dataclass
+
     try:
-        runs = load_runs(args.run_dirs, allow_unfinished=args.allow_unfinished)
-        path, analysis = _write(runs, args.out)
-    except RunError as err:
+        config = parse_dataclass(
+            ReportConfig,
+            argv,
+            prog="hf-megadocs report",
+            description="Data-efficiency report (Markdown + PNG) from training run directories.",
+            positional="run_dirs",
+        )
+        runs = load_runs(config.run_dirs, allow_unfinished=config.allow_unfinished)
+        path, analysis = _write(runs, config.out)
+    except (ConfigError, RunError) as err:
         print(f"hf-megadocs report: {err}", file=sys.stderr)
         return 2
     print(markdown_table(table_rows(analysis)))

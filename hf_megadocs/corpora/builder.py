@@ -1,0 +1,166 @@
+"""The ``datasets`` builder: ``load_dataset("hf_megadocs", "stitched_g32", **knobs)``.
+
+Follows the packaged-module conventions: a documented :class:`MegadocsConfig`
+(``BUILDER_CONFIG_CLASS``), ``BUILDER_CONFIGS`` for the common names, a cheap ``_info``
+declaring the lineage columns, ``_split_generators`` that fills missing generations once
+(:func:`hf_megadocs.corpora.plan.prepare_corpus`) and puts shard lists in ``gen_kwargs``, and
+``_generate_examples`` that only reads the store and assembles, yielding ``Key(shard, i)``.
+
+Any grammatical name works, not only the listed ones (``stitched_g3``, ``latent_g48``):
+:meth:`MegadocsBuilder._create_builder_config` builds and validates the config from the
+name and the knobs, and derives the cache ``config_id`` from every knob that changes the
+output (plus the prompt wording and local source files' sizes and mtimes).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import datasets
+from datasets.builder import Key
+from datasets.fingerprint import Hasher
+
+from hf_megadocs.corpora import plan as corpus
+from hf_megadocs.corpora import rows
+from hf_megadocs.corpora.config import MegadocsConfig, config_from_knobs
+from hf_megadocs.corpora.names import GRAMMAR, common_config_names, parse_config_name
+from hf_megadocs.generation.spawn_guard import refuse_unguarded_spawn
+
+logger = logging.getLogger(__name__)
+
+CORPUS_VERSION = datasets.Version("0.2.0")
+"""Version of every corpus config (bumped when the row format changes)."""
+
+FEATURES = datasets.Features(
+    {
+        "text": datasets.Value("string"),
+        "source_id": datasets.Value("string"),
+        "method": datasets.Value("string"),
+        "num_generations": datasets.Value("int32"),
+        "row_generations": datasets.Value("int32"),
+        "segments": datasets.List(
+            {
+                "role": datasets.Value("string"),
+                "start": datasets.Value("int32"),
+                "end": datasets.Value("int32"),
+            }
+        ),
+        "generator": datasets.Value("string"),
+        "prompt_id": datasets.Value("string"),
+        "prompt_hash": datasets.Value("string"),
+        "seed": datasets.Value("int64"),
+    }
+)
+"""Row schema: text plus lineage (segments are character offsets, end exclusive);
+``num_generations`` is the corpus's G, ``row_generations`` the generations in the row."""
+
+
+class MegadocsBuilder(datasets.GeneratorBasedBuilder):
+    """Synthetic-megadoc corpora built with the hf_megadocs generation engine."""
+
+    VERSION = CORPUS_VERSION
+    BUILDER_CONFIG_CLASS = MegadocsConfig
+    BUILDER_CONFIGS = [
+        MegadocsConfig(name=n, version=CORPUS_VERSION) for n in common_config_names()
+    ]
+    DEFAULT_CONFIG_NAME = None
+
+    generation_backend: Any = None
+    """An already-running backend for missing generations (set by ``load_corpus``); dropped
+    after ``_split_generators`` so the builder stays picklable for ``num_proc`` workers."""
+
+    config: MegadocsConfig
+
+    def _create_builder_config(
+        self, config_name=None, custom_features=None, config_id=None, **config_kwargs
+    ) -> tuple[MegadocsConfig, str]:
+        """Build the config from any grammatical ``config_name`` and validate every knob."""
+        refuse_unguarded_spawn()
+        if config_name is None:
+            raise ValueError(
+                f"Pick a corpus config: load_dataset('hf_megadocs', 'stitched_g32'); names are "
+                f"{GRAMMAR}."
+            )
+        parse_config_name(config_name)
+        data_files = config_kwargs.pop("data_files", None)
+        data_dir = config_kwargs.pop("data_dir", None)
+        if data_files or data_dir:
+            raise ValueError(
+                "hf_megadocs reads its documents from the 'source' knob, not data_files/data_dir: "
+                "load_dataset('hf_megadocs', name, source='path/to/docs.jsonl')."
+            )
+        config_kwargs.pop("name", None)
+        config_kwargs.setdefault("version", self.VERSION)
+        config = config_from_knobs(config_name, **config_kwargs)
+        if config_id is None:
+            suffix = config.fingerprint()
+            if custom_features is not None:
+                suffix = Hasher.hash([suffix, custom_features])[:16]
+            config_id = f"{config.name}-{suffix}"
+        return config, config_id
+
+    def _info(self) -> datasets.DatasetInfo:
+        return datasets.DatasetInfo(
+            description=(
+                f"hf_megadocs corpus {self.config.name!r}: method {self.config.method}, "
+                f"G={self.config.num_generations}, source {self.config.source.source!r}."
+            ),
+            features=FEATURES,
+        )
+
+    def _split_generators(self, dl_manager: Any) -> list[datasets.SplitGenerator]:
+        backend, self.generation_backend = self.generation_backend, None
+        plan = corpus.prepare_corpus(self.config, backend=backend)
+        logger.info(
+            "%s counters: %s",
+            self.config.name,
+            json.dumps(plan.counters, sort_keys=True, default=str),
+        )
+        names = [("train", datasets.Split.TRAIN)]
+        if plan.validation:
+            names.append(("validation", datasets.Split.VALIDATION))
+        elif self.config.split.validation_fraction > 0:
+            logger.warning(
+                "%s: no source document fell into the validation split (validation_fraction=%s "
+                "of %d docs); there is no 'validation' split.",
+                self.config.name,
+                self.config.split.validation_fraction,
+                len(plan.train),
+            )
+        if plan.validation_long:
+            names.append(("validation_long", datasets.NamedSplit("validation_long")))
+        return [
+            datasets.SplitGenerator(
+                name=split_name,
+                gen_kwargs={"shards": plan.shards(key), "plan": plan, "split": key},
+            )
+            for key, split_name in names
+        ]
+
+    def _generate_examples(
+        self, shards: list[tuple[int, int, int]], plan: corpus.CorpusPlan, split: str
+    ) -> Iterator[tuple[Key, dict[str, Any]]]:
+        store = None
+        if split == "train" and plan.method != "real":
+            from hf_megadocs.generation.store import GenerationStore
+
+            store = GenerationStore(plan.store_dir)
+        for shard_index, start, end in shards:
+            for item, row in enumerate(rows.iter_rows(plan, split, start, end, store)):
+                yield Key(shard_index, item), row
+
+
+BUILDER_CONFIGS_BY_NAME: dict[str, MegadocsConfig] = {
+    c.name: c for c in MegadocsBuilder.BUILDER_CONFIGS
+}
+"""The listed configs by name (any other grammatical name works too)."""
+
+__all__ = [
+    "BUILDER_CONFIGS_BY_NAME",
+    "FEATURES",
+    "MegadocsBuilder",
+    "MegadocsConfig",
+]

@@ -1,0 +1,93 @@
+"""The front door: ``load_corpus`` (``load_dataset`` without the registration) and one
+generation engine shared by several corpora."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from hf_megadocs.corpora.builder import MegadocsBuilder
+from hf_megadocs.corpora.config import config_from_knobs
+from hf_megadocs.corpora.plan import plan_corpus
+from hf_megadocs.corpora.registration import builder_module_hash
+from hf_megadocs.generation.backends import Workload, make_backend
+from hf_megadocs.generation.store import GenerationStore, resolve_store_dir
+
+if TYPE_CHECKING:
+    import datasets
+
+    from hf_megadocs.generation.backends import GenerationBackend
+    from hf_megadocs.records import GenerationRequest
+
+logger = logging.getLogger(__name__)
+
+LOAD_ARGUMENTS = frozenset({"cache_dir", "num_proc"})
+""":func:`load_corpus` arguments that are not corpus settings (where and how to build)."""
+
+
+def load_corpus(
+    name: str,
+    *,
+    split: str | None = None,
+    streaming: bool = False,
+    cache_dir: str | None = None,
+    download_mode: str | None = None,
+    num_proc: int | None = None,
+    generation_backend: GenerationBackend | None = None,
+    **config_kwargs: Any,
+) -> (
+    datasets.DatasetDict
+    | datasets.Dataset
+    | datasets.IterableDatasetDict
+    | datasets.IterableDataset
+):
+    """``load_dataset("hf_megadocs", name, **config_kwargs)`` without the registration.
+
+    ``generation_backend`` (not a config knob, not part of the cache fingerprint) is an
+    already-running backend used for any missing generation, e.g. one vLLM engine shared
+    by several corpora in one process (:func:`shared_backend`).
+    """
+    builder = MegadocsBuilder(
+        cache_dir=cache_dir,
+        dataset_name="hf_megadocs",
+        config_name=name,
+        hash=builder_module_hash(),
+        **config_kwargs,
+    )
+    builder.generation_backend = generation_backend
+    if streaming:
+        return builder.as_streaming_dataset(split=split)
+    builder.download_and_prepare(download_mode=download_mode, num_proc=num_proc)
+    return builder.as_dataset(split=split)
+
+
+def shared_backend(names: list[str], **config_kwargs: Any) -> GenerationBackend | None:
+    """One backend for every corpus in ``names``, sized for all their missing requests.
+
+    Plans each corpus (no generation), collects the requests the store lacks and starts
+    one engine for all of them; hand it to :func:`load_corpus` (``generation_backend=``)
+    for each name and close it after. None when nothing is missing: no engine starts.
+    All names share the generator settings in ``config_kwargs``.
+    """
+    configs = [config_from_knobs(name, **config_kwargs) for name in names]
+    synthetic = [c for c in configs if c.method != "real"]
+    if not synthetic:
+        return None
+    store = GenerationStore(resolve_store_dir(synthetic[0].store_dir))
+    info = None
+    missing: dict[str, GenerationRequest] = {}
+    for config in synthetic:
+        planned = plan_corpus(config, info=info)
+        info = planned.info
+        missing.update((r.key, r) for r in planned.requests if r.key not in store)
+    if not missing:
+        logger.info("every generation of %s is in the store; no engine started", names)
+        return None
+    logger.info("%d generations missing across %s: starting one backend", len(missing), names)
+    return make_backend(
+        synthetic[0].backend,
+        Workload(requests=list(missing.values()), batch_size=synthetic[0].batch_size),
+    )
+
+
+__all__ = ["LOAD_ARGUMENTS", "load_corpus", "shared_backend"]

@@ -1,0 +1,319 @@
+"""Plan a corpus: read and split the source, build its requests, fill what the store lacks.
+
+:func:`plan_corpus` reads the source, splits it by ``source_id`` (validation documents are
+never sent to the generator) and builds the requests the config needs, without generating.
+:func:`prepare_corpus` is what the ``datasets`` builder runs in ``_split_generators``: it
+plans, hands the requests to :func:`~hf_megadocs.generation.fill.fill_store` (the backend,
+hence vLLM, is created only when something is missing) and checks every needed generation
+once, so the rows (:mod:`~hf_megadocs.corpora.rows`), the counters and the run record agree.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from hf_megadocs.corpora import assembly
+from hf_megadocs.corpora.config import MegadocsConfig
+from hf_megadocs.generation.requests import document_budget, fit_tokens, make_request
+from hf_megadocs.generation.sources import SourceStats, load_source
+from hf_megadocs.generation.store import GenerationStore, resolve_store_dir
+from hf_megadocs.records import GenerationRequest, SourceDoc
+
+if TYPE_CHECKING:
+    from hf_megadocs.generation.backends import GenerationBackend
+
+logger = logging.getLogger(__name__)
+
+SHARD_UNITS = 1000
+"""Work units (documents, or document × sample) per shard in ``gen_kwargs``."""
+READ_CHUNK = 4096
+"""Generations fetched from the store per ``get_many`` call."""
+_KEEPS_REAL_ROWS = ("simple", "stitched", "stitched_real_first", "latent")
+"""Methods whose train rows contain the real documents, so they are never empty."""
+
+
+@dataclass(frozen=True, slots=True)
+class DocPlan:
+    """One training document and the store keys of its generations, in order."""
+
+    doc: SourceDoc
+    keys: tuple[str, ...] = ()
+    """Sample 0..G-1 (rephrases, qa, …) or split point 0..G'-1 (latent rationales)."""
+    points: tuple[int, ...] = ()
+    """Latent split points (character offsets); empty for other methods."""
+
+
+@dataclass
+class CorpusPlan:
+    """Everything row assembly needs; picklable, so ``num_proc`` workers get a copy."""
+
+    method: str
+    num_generations: int
+    seed: int
+    store_dir: str
+    separator: str = "\n\n"
+    latent_open: str = "<thought>"
+    latent_close: str = "</thought>"
+    generator: str = ""
+    prompt_id: str = ""
+    prompt_hash: str = ""
+    train: list[DocPlan] = field(default_factory=list)
+    validation: list[SourceDoc] = field(default_factory=list)
+    validation_long: list[SourceDoc] = field(default_factory=list)
+    unusable: frozenset[str] = frozenset()
+    """Keys not assembled: missing (backend error), flagged empty/refusal, malformed."""
+    counters: dict[str, Any] = field(default_factory=dict)
+
+    def units_per_doc(self) -> int:
+        """Work units per training document for this method."""
+        if self.method == "simple":
+            return self.num_generations + 1
+        if self.method in ("reformat", "qa", "textbook"):
+            return self.num_generations
+        return 1
+
+    def num_units(self, split: str) -> int:
+        """Work units in ``split`` (each gives at most one row)."""
+        if split == "validation":
+            return len(self.validation)
+        if split == "validation_long":
+            return len(self.validation_long)
+        return len(self.train) * self.units_per_doc()
+
+    def shards(self, split: str) -> list[tuple[int, int, int]]:
+        """``(shard_index, start, end)`` unit ranges: the list ``gen_kwargs`` splits over jobs."""
+        total = self.num_units(split)
+        return [
+            (i, start, min(start + SHARD_UNITS, total))
+            for i, start in enumerate(range(0, total, SHARD_UNITS))
+        ]
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def _read_sources(config: MegadocsConfig, counters: Counter) -> tuple[list[SourceDoc], ...]:
+    """(train, validation, validation_long) documents; raises before any generation."""
+    import dataclasses
+
+    stats = SourceStats()
+    train, validation = config.read_documents(stats)
+    counters["source_read"] = stats.read
+    counters.update({f"source_dropped:{k}": v for k, v in stats.skipped.items()})
+    if not train:
+        raise ValueError(
+            f"Source {config.source.source!r} gave no training documents (read {stats.read}, "
+            f"kept {stats.kept}, dropped {dict(stats.skipped)}, validation {len(validation)}); "
+            "check source, source_split and text_column, or lower validation_fraction."
+        )
+    long_docs: list[SourceDoc] = []
+    if config.long_doc_min_words is not None:
+        if config.source.source == "embedded":  # the Lee articles are short; pydoc topics are long
+            long_source = dataclasses.replace(config.source, source="embedded-long", max_docs=None)
+            candidates = list(load_source(long_source))
+        else:
+            candidates = validation
+        long_docs = [d for d in candidates if len(d.text.split()) >= config.long_doc_min_words]
+    counters.update(
+        docs_train=len(train), docs_validation=len(validation), docs_long=len(long_docs)
+    )
+    return train, validation, long_docs
+
+
+def _latent_requests(
+    config: MegadocsConfig, train: list[SourceDoc], prompt: Any, info: Any, counters: Counter
+) -> tuple[list[DocPlan], list[GenerationRequest]]:
+    g, rule = config.num_generations, config.latent_split_rule
+    sampling = config.sampling
+    budget = document_budget(prompt, info, sampling)
+    plans, requests = [], []
+    for doc in train:
+        points = assembly.latent_split_points(doc.text, g, rule)  # type: ignore[arg-type]
+        if len(points) < g:
+            counters["latent_clamped_docs"] += 1
+        counters["latent_split_points"] += len(points)
+        keys = []
+        for i, fields in enumerate(assembly.latent_fields(doc.text, points)):
+            suffix = fit_tokens(fields["suffix"], budget // 2, info.count_tokens, "head")
+            prefix = fit_tokens(
+                fields["prefix"], budget - info.count_tokens(suffix), info.count_tokens, "tail"
+            )
+            if (prefix, suffix) != (fields["prefix"], fields["suffix"]):
+                counters["latent_fields_truncated"] += 1
+            request = make_request(
+                doc.source_id,
+                prompt,
+                {"prefix": prefix, "suffix": suffix},
+                sample_index=0,
+                backend=info,
+                sampling=sampling,
+                input_part=f"latent:{rule}:{i}/{len(points)}",
+            )
+            requests.append(request)
+            keys.append(request.key)
+        plans.append(DocPlan(doc, tuple(keys), tuple(points)))
+    return plans, requests
+
+
+def _sample_requests(
+    config: MegadocsConfig, train: list[SourceDoc], prompt: Any, info: Any, counters: Counter
+) -> tuple[list[DocPlan], list[GenerationRequest]]:
+    batch = config.sample_requests(train, prompt, config.num_generations, info)
+    counters["requests_truncated_docs"] = batch.truncated
+    counters.update({f"requests_skipped:{k}": v for k, v in batch.skipped.items()})
+    by_doc: dict[str, list[str]] = {}
+    for request in batch.requests:
+        by_doc.setdefault(request.source_id, []).append(request.key)
+    return [DocPlan(doc, tuple(by_doc.get(doc.source_id, ()))) for doc in train], batch.requests
+
+
+def _check_generations(
+    plan: CorpusPlan, store: GenerationStore, counters: Counter
+) -> frozenset[str]:
+    """Keys that assembly must skip, counted by reason (one pass over the needed records)."""
+    keys = [key for doc_plan in plan.train for key in doc_plan.keys]
+    unusable: set[str] = set()
+    for start in range(0, len(keys), READ_CHUNK):
+        chunk = keys[start : start + READ_CHUNK]
+        found = store.get_many(chunk)
+        for key in chunk:
+            generation = found.get(key)
+            if generation is None:
+                counters["generations_missing"] += 1
+                unusable.add(key)
+            elif not generation.usable:
+                for flag in {"empty", "refusal"} & set(generation.flags):
+                    counters[f"generations_unusable:{flag}"] += 1
+                unusable.add(key)
+            elif plan.method == "reformat" and assembly.parse_reformat(generation.text) is None:
+                counters["generations_malformed_reformat"] += 1
+                unusable.add(key)
+    counters["generations_used"] = len(keys) - len(unusable)
+    return frozenset(unusable)
+
+
+@dataclass
+class CorpusRequests:
+    """A planned corpus and the generation requests it needs (nothing generated yet)."""
+
+    plan: CorpusPlan
+    requests: list[GenerationRequest]
+    prompt: Any | None
+    """The prompt template (None for ``real``)."""
+    counters: Counter
+    info: Any | None
+    """The generator identity the request keys were built with (None for ``real``)."""
+
+
+def plan_corpus(config: MegadocsConfig, *, info: Any | None = None) -> CorpusRequests:
+    """Read ``config``'s source, split it, and build the requests its corpus needs.
+
+    ``info``: the generator's identity and tokenizer (a running backend qualifies); by
+    default read from the config without starting an engine.
+    """
+    counters: Counter = Counter()
+    train, validation, long_docs = _read_sources(config, counters)
+    plan = CorpusPlan(
+        method=config.method,
+        num_generations=config.num_generations,
+        seed=config.sampling.seed,
+        store_dir=str(resolve_store_dir(config.store_dir)),
+        separator=config.separator,
+        latent_open=config.latent_open,
+        latent_close=config.latent_close,
+        validation=validation,
+        validation_long=long_docs,
+    )
+    if config.method == "real":
+        plan.train = [DocPlan(doc) for doc in train]
+        return CorpusRequests(plan, [], None, counters, None)
+
+    from hf_megadocs.generation.backends import generator_info
+    from hf_megadocs.generation.prompts import get_prompt
+
+    prompt = get_prompt(config.prompt_id, config.prompt_template_file)
+    info = info if info is not None else generator_info(config.backend)
+    make = _latent_requests if config.method == "latent" else _sample_requests
+    plan.train, requests = make(config, train, prompt, info, counters)
+    plan.generator, plan.prompt_id, plan.prompt_hash = (
+        info.generator,
+        prompt.prompt_id,
+        prompt.content_hash,
+    )
+    return CorpusRequests(plan, requests, prompt, counters, info)
+
+
+def prepare_corpus(
+    config: MegadocsConfig, *, backend: GenerationBackend | None = None
+) -> CorpusPlan:
+    """Plan ``config``'s corpus and fill the store with the generations it lacks.
+
+    ``backend``: an already-running backend to use (and leave open); by default one is
+    made from the config only when some request is missing from the store.
+    """
+    planned = plan_corpus(config, info=backend)
+    plan, counters = planned.plan, planned.counters
+    if planned.prompt is None:  # the real corpus: no generation
+        plan.counters = dict(counters)
+        return plan
+
+    from hf_megadocs.generation.backends import make_backend
+    from hf_megadocs.generation.fill import fill_store
+
+    store = GenerationStore(plan.store_dir)
+
+    def check(_: Any) -> dict[str, Any]:
+        plan.unusable = _check_generations(plan, store, counters)
+        return {"corpus": dict(counters)}
+
+    summary = fill_store(
+        planned.requests,
+        backend
+        if backend is not None
+        else (lambda workload: make_backend(config.backend, workload)),
+        store,
+        prompts=[planned.prompt],
+        run_config={
+            **config.row_settings(),
+            "config_name": config.name,
+            "prompt_id": planned.prompt.prompt_id,
+            "prompt_hash": planned.prompt.content_hash,
+            "generator": planned.info.generator,
+            "generator_revision": planned.info.generator_revision,
+        },
+        report=check,
+        batch_size=config.batch_size,
+        desc=f"{config.name}: generate",
+    )
+    plan.counters = {**dict(counters), "generation": summary.as_dict()}
+    if counters["generations_used"] == 0 and config.method not in _KEEPS_REAL_ROWS:
+        raise ValueError(
+            f"{config.name}: none of the {len(planned.requests)} generations is usable, so the "
+            f"train split would be empty (counters: {dict(counters)}). Check the generator and "
+            "max_new_tokens, or the prompt (prompt_template_file); see the store's runs/ "
+            "records for details."
+        )
+    logger.info(
+        "%s: %d train docs, %d validation, %d long; %d generations used, %d unusable",
+        config.name,
+        len(plan.train),
+        len(plan.validation),
+        len(plan.validation_long),
+        counters["generations_used"],
+        len(plan.unusable),
+    )
+    return plan
+
+
+__all__ = [
+    "READ_CHUNK",
+    "SHARD_UNITS",
+    "CorpusPlan",
+    "CorpusRequests",
+    "DocPlan",
+    "plan_corpus",
+    "prepare_corpus",
+]

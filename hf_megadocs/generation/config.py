@@ -1,0 +1,86 @@
+"""The settings every generation job shares (source, split, sampling, backend, store), and
+the two steps every job runs with them: read the documents, build the sample requests.
+
+:class:`GenerationSettings` is declared once and composed by both the ``hf-megadocs
+generate`` job (:class:`~hf_megadocs.generation.fill.GenerationConfig`) and the corpus
+builder (:class:`~hf_megadocs.corpora.config.MegadocsConfig`), so both read the same
+documents, hold out the same validation documents, key requests the same way and use the
+same store unless told otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hf_megadocs.generation.backends import BackendConfig
+from hf_megadocs.generation.prompts import PromptTemplate
+from hf_megadocs.generation.requests import (
+    CONTEXT_POLICIES,
+    ContextPolicy,
+    GeneratorInfo,
+    RequestBatch,
+    build_requests,
+)
+from hf_megadocs.generation.sources import SourceConfig, SourceStats, load_source
+from hf_megadocs.generation.splits import SplitConfig
+from hf_megadocs.records import SamplingConfig, SourceDoc
+from hf_megadocs.settings import process_setting
+
+
+@dataclass(kw_only=True)
+class GenerationSettings:
+    """What to read, what to hold out, how to sample, with which generator, into which store."""
+
+    source: SourceConfig = field(default_factory=SourceConfig)
+    """The real documents."""
+    split: SplitConfig = field(default_factory=SplitConfig)
+    """The validation documents held out from generation."""
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    """Temperature, top-p, max_new_tokens and base seed (part of every store key)."""
+    backend: BackendConfig = field(default_factory=BackendConfig)
+    """Which backend and generator, and the engine's settings."""
+    prompt_template_file: str | None = None
+    """A template file replacing the built-in wording of the prompt (e.g. a paper's own)."""
+    context_policy: ContextPolicy = "truncate"
+    """A document too long for the generator's context: "truncate" the copy sent, send it
+    in parts ("chunk", ``hf-megadocs generate`` only) or "skip" it; every case is counted."""
+    store_dir: str | None = None
+    """Root of the generation store shared by every corpus; None = ``<hf_megadocs
+    cache>/store`` (``$HF_MEGADOCS_CACHE`` or ~/.cache/hf_megadocs)."""
+    batch_size: int = process_setting(256)
+    """Requests per backend call and per store flush (a crash loses at most one batch)."""
+
+    def read_documents(self, stats: SourceStats) -> tuple[list[SourceDoc], list[SourceDoc]]:
+        """(train, validation) documents of the source, split by ``source_id``; every
+        dropped document is counted in ``stats``."""
+        train: list[SourceDoc] = []
+        validation: list[SourceDoc] = []
+        for doc in load_source(self.source, stats):
+            (validation if self.split.of(doc.source_id) == "validation" else train).append(doc)
+        return train, validation
+
+    def sample_requests(
+        self, docs: list[SourceDoc], prompt: PromptTemplate, num_samples: int, info: GeneratorInfo
+    ) -> RequestBatch:
+        """Samples ``0..num_samples-1`` of ``prompt`` for every document (see
+        :func:`~hf_megadocs.generation.requests.build_requests`)."""
+        return build_requests(
+            docs,
+            prompt,
+            num_samples=num_samples,
+            backend=info,
+            sampling=self.sampling,
+            lora=self.backend.lora_path,
+            context_policy=self.context_policy,
+        )
+
+    def __post_init__(self) -> None:
+        if self.context_policy not in CONTEXT_POLICIES:
+            raise ValueError(
+                f"context_policy must be one of {CONTEXT_POLICIES}, got {self.context_policy!r}."
+            )
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1 request, got {self.batch_size}.")
+
+
+__all__ = ["GenerationSettings"]

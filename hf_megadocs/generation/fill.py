@@ -1,0 +1,281 @@
+"""Fill the generation store with what a list of requests lacks: the one orchestrator.
+
+:func:`fill_store` is what every job runs, whatever built its requests (``hf-megadocs
+generate`` over a source × prompt × G, the corpus builder with its rationales): it keeps
+this shard's share, asks the backend only for keys the store does not have (the backend,
+hence vLLM, is created only then, sized for exactly those requests), appends after every
+batch, and records the prompts and a run record with the same counters for every caller.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from hf_megadocs.generation.backends import GenerationBackend, Workload
+from hf_megadocs.generation.cleaning import clean_output
+from hf_megadocs.generation.prompts import PromptTemplate
+from hf_megadocs.generation.store import GenerationStore
+from hf_megadocs.records import GenerationRequest
+
+logger = logging.getLogger(__name__)
+
+BackendOrFactory = GenerationBackend | Callable[[Workload], GenerationBackend]
+
+
+def default_shard() -> tuple[int, int]:
+    """(shard_index, num_shards) from the launcher's environment.
+
+    ``RANK``/``WORLD_SIZE`` (torchrun, accelerate launch), else a Slurm job array
+    (``SLURM_ARRAY_TASK_ID`` relative to ``SLURM_ARRAY_TASK_MIN``, ``SLURM_ARRAY_TASK_COUNT``),
+    else (0, 1).
+    """
+    env = os.environ
+    if "RANK" in env and "WORLD_SIZE" in env:
+        return int(env["RANK"]), int(env["WORLD_SIZE"])
+    if "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
+        task = int(env["SLURM_ARRAY_TASK_ID"]) - int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
+        return task, int(env["SLURM_ARRAY_TASK_COUNT"])
+    return 0, 1
+
+
+def shard_of(key: str, num_shards: int) -> int:
+    """The shard that owns ``key`` (a hex store key)."""
+    return int(key, 16) % num_shards
+
+
+@dataclass
+class GenerationSummary:
+    """What one run did: requests seen, served from the store, generated, failed; tokens; time."""
+
+    requests: int = 0
+    """Requests for this shard (after dropping other shards' and duplicates)."""
+    cached: int = 0
+    """Requests already in the store (not generated again)."""
+    generated: int = 0
+    """Generations written to the store in this run."""
+    errors: int = 0
+    """Backend errors (not stored; retried on the next run)."""
+    other_shards: int = 0
+    """Requests left to the other shards."""
+    duplicate_requests: int = 0
+    """Requests with the same key as an earlier one in the same call."""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    startup_s: float = 0.0
+    """Seconds spent creating the backend (engine start), not counted in ``wall_s``."""
+    wall_s: float = 0.0
+    """Seconds spent generating and storing."""
+    tokens_per_s: float = 0.0
+    """Generated (completion) tokens per second of generation wall time."""
+    flags: dict[str, int] = field(default_factory=dict)
+    """Cleaning flags of the generations written in this run."""
+    skipped: dict[str, int] = field(default_factory=dict)
+    """Documents dropped before generation, by reason ("source:empty", "request:too_long",
+    "validation_split", ...)."""
+    backend: str = ""
+    """Backend name, or "" when nothing had to be generated."""
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable view."""
+        return dataclasses.asdict(self)
+
+    def as_table(self) -> str:
+        """A Markdown table of the summary, for printing."""
+        rows = [
+            ("requests (this shard)", self.requests),
+            ("cached (already in store)", self.cached),
+            ("generated", self.generated),
+            ("errors (will retry)", self.errors),
+            ("other shards", self.other_shards),
+            ("duplicate requests", self.duplicate_requests),
+            ("prompt tokens", self.prompt_tokens),
+            ("completion tokens", self.completion_tokens),
+            ("backend start (s)", f"{self.startup_s:.2f}"),
+            ("generation wall time (s)", f"{self.wall_s:.2f}"),
+            ("generated tok/s", f"{self.tokens_per_s:.1f}"),
+            ("backend", self.backend or "(not started)"),
+        ]
+        rows += [(f"flag: {name}", count) for name, count in sorted(self.flags.items())]
+        rows += [(f"skipped: {name}", count) for name, count in sorted(self.skipped.items())]
+        return "\n".join(["| metric | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows])
+
+
+def _generate_missing(
+    requests: Sequence[GenerationRequest],
+    backend: BackendOrFactory,
+    store: GenerationStore,
+    *,
+    shard_index: int = 0,
+    num_shards: int = 1,
+    batch_size: int = 256,
+    desc: str = "generate",
+) -> GenerationSummary:
+    """Generate this shard's requests that the store lacks, appending after every batch."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    if not 0 <= shard_index < num_shards:
+        raise ValueError(f"shard_index must be in [0, num_shards={num_shards}), got {shard_index}.")
+    store.refresh()
+    summary = GenerationSummary()
+    missing: list[tuple[str, GenerationRequest]] = []
+    seen: set[str] = set()
+    for request in requests:
+        key = request.key
+        if shard_of(key, num_shards) != shard_index:
+            summary.other_shards += 1
+        elif key in seen:
+            summary.duplicate_requests += 1
+        else:
+            seen.add(key)
+            summary.requests += 1
+            if key in store:
+                summary.cached += 1
+            else:
+                missing.append((key, request))
+    if not missing:
+        logger.info(
+            "%s: all %d requests are in the store; nothing to generate", desc, summary.requests
+        )
+        return summary
+
+    owned = not hasattr(backend, "generate")  # a factory, called only now that work exists
+    started = time.perf_counter()
+    engine: GenerationBackend = (
+        backend(Workload(requests=[r for _, r in missing], batch_size=batch_size))  # type: ignore[operator]
+        if owned
+        else backend  # type: ignore[assignment]
+    )
+    summary.startup_s = time.perf_counter() - started
+    summary.backend = engine.name
+    first = missing[0][1]
+    if (engine.generator, engine.generator_revision) != (first.generator, first.generator_revision):
+        logger.warning(
+            "Backend generator %s@%s differs from the requests' %s@%s; outputs are stored "
+            "under the requests' keys.",
+            engine.generator,
+            engine.generator_revision,
+            first.generator,
+            first.generator_revision,
+        )
+    flags: Counter = Counter()
+    docs_done: set[str] = set()
+    started = time.perf_counter()
+    try:
+        with (
+            store.writer(shard_index, num_shards) as writer,
+            tqdm(total=len(missing), unit="req", desc=desc, dynamic_ncols=True) as progress,
+        ):
+            for start in range(0, len(missing), batch_size):
+                chunk = missing[start : start + batch_size]
+                outputs = engine.generate([request for _, request in chunk])
+                if len(outputs) != len(chunk):
+                    raise RuntimeError(
+                        f"Backend {engine.name!r} returned {len(outputs)} outputs for "
+                        f"{len(chunk)} requests; backends must return one output per request."
+                    )
+                keep = []
+                for (_, request), raw in zip(chunk, outputs, strict=True):
+                    generation = clean_output(raw, request, engine.name)
+                    if raw.finish_reason == "error":
+                        summary.errors += 1
+                        logger.debug("Backend error for %s: %s", generation.key, raw.text[:200])
+                        continue
+                    keep.append(generation)
+                    flags.update(generation.flags)
+                    summary.prompt_tokens += raw.prompt_tokens
+                    summary.completion_tokens += raw.completion_tokens
+                    docs_done.add(request.source_id)
+                writer.append(keep)
+                summary.generated += len(keep)
+                elapsed = max(time.perf_counter() - started, 1e-9)
+                progress.update(len(chunk))
+                progress.set_postfix(
+                    tok_s=f"{summary.completion_tokens / elapsed:.1f}",
+                    docs_s=f"{len(docs_done) / elapsed:.2f}",
+                    errors=summary.errors,
+                )
+    finally:
+        if owned:
+            engine.close()
+    summary.wall_s = time.perf_counter() - started
+    summary.tokens_per_s = summary.completion_tokens / max(summary.wall_s, 1e-9)
+    summary.flags = dict(flags)
+    if summary.errors:
+        logger.warning(
+            "%s: %d requests failed in the backend; they were not stored and the next run "
+            "retries them.",
+            desc,
+            summary.errors,
+        )
+    return summary
+
+
+def fill_store(
+    requests: Sequence[GenerationRequest],
+    backend: BackendOrFactory,
+    store: GenerationStore,
+    *,
+    prompts: Sequence[PromptTemplate] = (),
+    run_config: Mapping[str, Any] | None = None,
+    report: Callable[[GenerationSummary], Mapping[str, Any]] | None = None,
+    shard_index: int = 0,
+    num_shards: int = 1,
+    batch_size: int = 256,
+    desc: str = "generate",
+) -> GenerationSummary:
+    """Generate the requests of this shard that ``store`` lacks; record prompts and the run.
+
+    Args:
+        requests: what the job needs (duplicates and other shards' keys are counted).
+        backend: a running backend (used, not closed), or a factory taking the
+            :class:`Workload` of missing requests, called only when something is missing
+            and closed before returning.
+        prompts: the templates the requests were rendered from, kept verbatim in the store.
+        run_config: the job's resolved settings, written with the summary to ``runs/``.
+        report: the job's own counters for the run record, computed once generation is
+            done (documents read and dropped, generations a corpus can use, ...).
+
+    Backend errors are counted and not stored, so the next run retries them.
+    """
+    summary = _generate_missing(
+        requests,
+        backend,
+        store,
+        shard_index=shard_index,
+        num_shards=num_shards,
+        batch_size=batch_size,
+        desc=desc,
+    )
+    for prompt in prompts:
+        store.record_prompt(prompt)
+    store.record_run(
+        dict(run_config or {}),
+        {**summary.as_dict(), **(dict(report(summary)) if report else {})},
+        shard_index=shard_index,
+        num_shards=num_shards,
+    )
+    logger.info(
+        "%s: %d requests for this shard, %d cached, %d generated, %d errors, %.1f generated "
+        "tok/s; store %s now holds %d generations",
+        desc,
+        summary.requests,
+        summary.cached,
+        summary.generated,
+        summary.errors,
+        summary.tokens_per_s,
+        store.root,
+        len(store),
+    )
+    return summary
+
+
+__all__ = ["BackendOrFactory", "GenerationSummary", "default_shard", "fill_store", "shard_of"]

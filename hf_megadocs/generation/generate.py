@@ -1,0 +1,122 @@
+"""The ``hf-megadocs generate`` job: G samples of one prompt for every document of a source.
+
+It reads the source, holds out the validation documents, builds the requests and hands
+them to :func:`~hf_megadocs.generation.fill.fill_store`, the same orchestrator the corpus
+builder uses, so a store filled here is exactly what ``load_dataset("hf_megadocs", ...)``
+later reads (same split, same keys, same default store).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from hf_megadocs.generation.backends import GenerationBackend, generator_info, make_backend
+from hf_megadocs.generation.config import GenerationSettings
+from hf_megadocs.generation.fill import GenerationSummary, default_shard, fill_store
+from hf_megadocs.generation.prompts import PROMPT_IDS, get_prompt
+from hf_megadocs.generation.sources import SourceStats, validate_source
+from hf_megadocs.generation.store import GenerationStore, resolve_store_dir
+from hf_megadocs.settings import output_settings, process_setting
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(kw_only=True)
+class GenerationConfig(GenerationSettings):
+    """One generation job: the shared settings plus the prompt, G and this process's shard."""
+
+    prompt_id: str = "wiki"
+    """Built-in prompt id (one of ``hf_megadocs.generation.prompts.PROMPT_IDS``);
+    "rationale" needs prefix/suffix fields that only the latent-thought builder fills."""
+    num_samples: int = 4
+    """G: generations per document (sample indices 0..G-1; a later larger G reuses these)."""
+    num_shards: int | None = process_setting(None)
+    """Cooperating processes; None = from RANK/WORLD_SIZE, a Slurm array, else 1."""
+    shard_index: int | None = process_setting(None)
+    """This process's shard in [0, num_shards); None = from the environment, else 0."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.prompt_id not in PROMPT_IDS:
+            raise ValueError(
+                f"GenerationConfig.prompt_id={self.prompt_id!r} is unknown; use one of "
+                f"{', '.join(PROMPT_IDS)}."
+            )
+        if self.prompt_id == "rationale":
+            raise ValueError(
+                "GenerationConfig.prompt_id='rationale' needs prefix/suffix fields that only the "
+                "corpus builder fills; build a latent-thought corpus with "
+                "load_dataset('hf_megadocs', 'latent_g<G>') instead."
+            )
+        if self.num_samples < 1:
+            raise ValueError(
+                f"GenerationConfig.num_samples must be >= 1 (G, samples per document), "
+                f"got {self.num_samples}."
+            )
+        if (self.shard_index is None) != (self.num_shards is None):
+            raise ValueError(
+                "GenerationConfig.shard_index and num_shards go together: set both "
+                f"(got shard_index={self.shard_index}, num_shards={self.num_shards}) or neither."
+            )
+        if self.num_shards is None:
+            self.shard_index, self.num_shards = default_shard()
+        if self.num_shards < 1 or not 0 <= self.shard_index < self.num_shards:
+            raise ValueError(
+                f"GenerationConfig.shard_index must be in [0, num_shards) with num_shards >= 1, "
+                f"got shard_index={self.shard_index}, num_shards={self.num_shards}."
+            )
+
+
+def generate(
+    config: GenerationConfig, backend: GenerationBackend | None = None
+) -> GenerationSummary:
+    """Fill the store with ``config``'s missing generations for this shard; return a summary.
+
+    ``backend`` (optional) is used as given and not closed; otherwise one is made from
+    ``config.backend`` only if some request is missing from the store.
+    """
+    validate_source(config.source)
+    prompt = get_prompt(config.prompt_id, config.prompt_template_file)
+    source_stats = SourceStats()
+    docs, held_out = config.read_documents(source_stats)
+    info = backend if backend is not None else generator_info(config.backend)
+    batch = config.sample_requests(docs, prompt, config.num_samples, info)
+    skipped = {f"source:{reason}": n for reason, n in source_stats.skipped.items()}
+    skipped.update({f"request:{reason}": n for reason, n in batch.skipped.items()})
+    if held_out:
+        skipped["validation_split"] = len(held_out)
+    summary = fill_store(
+        batch.requests,
+        backend
+        if backend is not None
+        else (lambda workload: make_backend(config.backend, workload)),
+        GenerationStore(resolve_store_dir(config.store_dir)),
+        prompts=[prompt],
+        run_config={
+            **output_settings(config),
+            "prompt_hash": prompt.content_hash,
+            "generator": info.generator,
+            "generator_revision": info.generator_revision,
+        },
+        report=lambda _: {
+            "skipped": skipped,
+            "source": source_stats.as_dict(),
+            "requests_built": batch.as_dict(),
+        },
+        shard_index=config.shard_index,
+        num_shards=config.num_shards,
+        batch_size=config.batch_size,
+        desc=f"generate {prompt.prompt_id} shard {config.shard_index}/{config.num_shards}",
+    )
+    summary.skipped = skipped
+    logger.info(
+        "%d documents (%d held out for validation), %d requests built",
+        len(docs),
+        len(held_out),
+        len(batch.requests),
+    )
+    return summary
+
+
+__all__ = ["GenerationConfig", "generate"]

@@ -1,0 +1,311 @@
+"""The generation store: append-only, sharded, crash-safe, shared by every corpus.
+
+Layout under the store root::
+
+    generations/shard-<i>-of-<n>-<host>-<pid>.jsonl   one Generation.to_json() per line
+    prompts.jsonl                                    every prompt template used, verbatim
+    runs/<writer>-<timestamp>.json                   resolved config + summary per run
+
+Each process writes only its own file, so concurrent shards never share one. Lines are
+flushed and fsynced after each batch. A process killed mid-write leaves at most one torn
+last line, which readers ignore. Readers see the union of all files; when a key occurs twice
+the first occurrence (files in name order) wins and the duplicate is counted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import socket
+import time
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from hf_megadocs.generation.embedded import cache_root
+from hf_megadocs.generation.prompts import PromptTemplate
+from hf_megadocs.records import Generation
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_store_dir(store_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The store root every entry point uses: ``store_dir`` (``~`` expanded), else
+    ``<hf_megadocs cache>/store`` with the cache at ``$HF_MEGADOCS_CACHE`` or
+    ``~/.cache/hf_megadocs``. The builder, ``hf-megadocs generate``, the trainer's corpus
+    building and ``push`` all call this, so a store filled ahead of time is the one read."""
+    if store_dir is not None and str(store_dir):
+        return Path(store_dir).expanduser()
+    return cache_root() / "store"
+
+
+def writer_name(shard_index: int, num_shards: int) -> str:
+    """``shard-<i>-of-<n>-<host>-<pid>``: unique per process, so no two writers share a file."""
+    host = re.sub(r"[^A-Za-z0-9.-]+", "-", socket.gethostname()) or "host"
+    return f"shard-{shard_index}-of-{num_shards}-{host}-{os.getpid()}"
+
+
+def _dumps(record: dict[str, Any]) -> bytes:
+    return (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+
+
+class GenerationStore:
+    """Index over every generation under ``root``; reads records from disk on demand.
+
+    The index maps each key to (file, byte offset, length), so a store of ~100k records
+    costs one pass over the files and a few hundred bytes per key in memory.
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).expanduser()
+        self._files: list[Path] = []
+        self._file_ids: dict[Path, int] = {}
+        self._consumed: dict[Path, int] = {}
+        self._torn: dict[Path, bool] = {}
+        self._index: dict[str, tuple[int, int, int]] = {}
+        self.duplicates = 0
+        """Records whose key was already in the store (the first one wins)."""
+        self.corrupt_lines = 0
+        """Complete lines that are not a valid generation record (e.g. a torn line later
+        followed by another writer session)."""
+        self._tokens = Counter()
+        self._flags: Counter = Counter()
+        self._prompt_counts: Counter = Counter()
+        self.refresh()
+
+    @property
+    def generations_dir(self) -> Path:
+        return self.root / "generations"
+
+    # ----------------------------------------------------------------- reading
+    def refresh(self) -> None:
+        """Index records appended since the last scan, including files of other writers."""
+        if not self.generations_dir.is_dir():
+            return
+        for path in sorted(self.generations_dir.glob("*.jsonl")):
+            if path not in self._file_ids:
+                self._file_ids[path] = len(self._files)
+                self._files.append(path)
+                self._consumed[path] = 0
+            self._scan(path)
+
+    def _scan(self, path: Path) -> None:
+        file_id = self._file_ids[path]
+        offset = self._consumed[path]
+        torn = False
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            for line in handle:
+                if not line.endswith(b"\n"):
+                    # A torn tail (writer killed mid-line) or a line still being written:
+                    # left unconsumed, so a later refresh reads it once it is complete.
+                    torn = True
+                    logger.debug("Ignoring incomplete last line of %s at byte %d", path, offset)
+                    break
+                self._add_line(line, file_id, offset)
+                offset += len(line)
+        self._consumed[path] = offset
+        self._torn[path] = torn
+
+    def _add_line(self, line: bytes, file_id: int, offset: int) -> None:
+        try:
+            record = json.loads(line)
+            key = record["key"]
+        except (ValueError, KeyError, TypeError):
+            if line.strip():
+                self.corrupt_lines += 1
+                logger.debug("Ignoring invalid line in %s at byte %d", self._files[file_id], offset)
+            return
+        if key in self._index:
+            self.duplicates += 1
+            return
+        self._index[key] = (file_id, offset, len(line))
+        self._tokens["prompt"] += record.get("prompt_tokens", 0)
+        self._tokens["completion"] += record.get("completion_tokens", 0)
+        self._flags.update(record.get("flags", ()))
+        self._prompt_counts[record.get("prompt_id", "")] += 1
+
+    def keys(self) -> set[str]:
+        """Every stored key."""
+        return set(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._index
+
+    def get(self, key: str) -> Generation | None:
+        """The stored generation for ``key``, or None."""
+        return self.get_many([key]).get(key)
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Generation]:
+        """The stored generations among ``keys`` (missing keys are left out)."""
+        wanted = sorted((self._index[key], key) for key in set(keys) if key in self._index)
+        found: dict[str, Generation] = {}
+        handle = None
+        current = -1
+        try:
+            for (file_id, offset, length), key in wanted:
+                if file_id != current:
+                    if handle is not None:
+                        handle.close()
+                    handle = self._files[file_id].open("rb")
+                    current = file_id
+                handle.seek(offset)
+                found[key] = Generation.from_json(json.loads(handle.read(length)))
+        finally:
+            if handle is not None:
+                handle.close()
+        return found
+
+    def stats(self) -> dict[str, Any]:
+        """Counts for logs and dataset cards: records, tokens, flags, files, anomalies."""
+        return {
+            "count": len(self._index),
+            "prompt_tokens": self._tokens["prompt"],
+            "completion_tokens": self._tokens["completion"],
+            "flags": dict(self._flags),
+            "by_prompt": dict(self._prompt_counts),
+            "files": len(self._files),
+            "duplicates": self.duplicates,
+            "torn_lines": sum(self._torn.values()),
+            "corrupt_lines": self.corrupt_lines,
+        }
+
+    # ----------------------------------------------------------------- writing
+    def writer(self, shard_index: int = 0, num_shards: int = 1) -> StoreWriter:
+        """An appender to this process's own file for shard ``shard_index`` of ``num_shards``."""
+        return StoreWriter(self, shard_index, num_shards)
+
+    def _register(
+        self, path: Path, entries: list[tuple[str, int, int, Generation]], end: int
+    ) -> None:
+        if path not in self._file_ids:
+            self._file_ids[path] = len(self._files)
+            self._files.append(path)
+            self._torn[path] = False
+        file_id = self._file_ids[path]
+        for key, offset, length, generation in entries:
+            if key in self._index:
+                self.duplicates += 1
+                continue
+            self._index[key] = (file_id, offset, length)
+            self._tokens["prompt"] += generation.prompt_tokens
+            self._tokens["completion"] += generation.completion_tokens
+            self._flags.update(generation.flags)
+            self._prompt_counts[generation.prompt_id] += 1
+        self._consumed[path] = end
+
+    def record_prompt(self, template: PromptTemplate) -> None:
+        """Add ``template`` verbatim to ``prompts.jsonl`` unless its hash is already there."""
+        if any(p["content_hash"] == template.content_hash for p in self.prompts()):
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / "prompts.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, _dumps(template.as_record()))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def prompts(self) -> list[dict[str, Any]]:
+        """Every recorded prompt template (id, content_hash, system, user), first use first."""
+        path = self.root / "prompts.jsonl"
+        if not path.is_file():
+            return []
+        seen: dict[str, dict[str, Any]] = {}
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            seen.setdefault(record["content_hash"], record)
+        return list(seen.values())
+
+    def record_run(
+        self,
+        config: dict[str, Any],
+        summary: dict[str, Any],
+        *,
+        shard_index: int = 0,
+        num_shards: int = 1,
+    ) -> Path:
+        """Write ``runs/<writer>-<timestamp>.json`` with the resolved config and summary."""
+        runs = self.root / "runs"
+        runs.mkdir(parents=True, exist_ok=True)
+        now = time.time()
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}"
+        path = runs / f"{writer_name(shard_index, num_shards)}-{stamp}Z.json"
+        tmp = path.with_suffix(".tmp")
+        payload = {"config": config, "summary": summary, "created_utc": stamp + "Z"}
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str), encoding="utf-8")
+        os.replace(tmp, path)
+        return path
+
+    def runs(self) -> list[dict[str, Any]]:
+        """Every recorded run (config, summary, created_utc), oldest first."""
+        folder = self.root / "runs"
+        if not folder.is_dir():
+            return []
+        records = [
+            (json.loads(path.read_text(encoding="utf-8")), path.name)
+            for path in folder.glob("*.json")
+        ]
+        records.sort(key=lambda item: (item[0].get("created_utc", ""), item[1]))
+        return [record for record, _ in records]
+
+
+class StoreWriter:
+    """Appends generations to this process's shard file; flush + fsync after each batch."""
+
+    def __init__(self, store: GenerationStore, shard_index: int, num_shards: int) -> None:
+        if not 0 <= shard_index < num_shards:
+            raise ValueError(
+                f"shard_index must be in [0, num_shards={num_shards}), got {shard_index}."
+            )
+        self.store = store
+        self.name = writer_name(shard_index, num_shards)
+        store.generations_dir.mkdir(parents=True, exist_ok=True)
+        self.path = store.generations_dir / f"{self.name}.jsonl"
+        self._handle = self.path.open("ab")
+        self.written = 0
+        if self._handle.tell() > 0:
+            with self.path.open("rb") as existing:
+                existing.seek(-1, os.SEEK_END)
+                if existing.read(1) != b"\n":  # keep an earlier torn tail on its own line
+                    self._handle.write(b"\n")
+                    self._handle.flush()
+
+    def append(self, generations: list[Generation]) -> None:
+        """Write ``generations`` durably and add them to the store's index."""
+        if not generations:
+            return
+        offset = self._handle.tell()
+        lines = [_dumps(g.to_json()) for g in generations]
+        self._handle.write(b"".join(lines))
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        entries = []
+        for generation, line in zip(generations, lines, strict=True):
+            entries.append((generation.key, offset, len(line), generation))
+            offset += len(line)
+        self.store._register(self.path, entries, offset)
+        self.written += len(generations)
+
+    def close(self) -> None:
+        """Close the file. Safe to call twice."""
+        if not self._handle.closed:
+            self._handle.close()
+
+    def __enter__(self) -> StoreWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+__all__ = ["GenerationStore", "StoreWriter", "writer_name"]

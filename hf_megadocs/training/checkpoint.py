@@ -1,0 +1,98 @@
+"""The run directory: metrics.jsonl, checkpoints and the ``latest`` pointer.
+
+Checkpoints are Accelerate ``save_state`` folders ``checkpoints/step_<N>/`` with our
+``trainer_state.json`` (step and token counters) and the resolved ``config.json`` beside
+them; ``checkpoints/latest`` names the newest one and is replaced atomically after the
+state is fully written, so resuming never parses folder names.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
+    from hf_megadocs.training.config import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+
+def append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    """Append one JSON object as a line."""
+    with path.open("a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def truncate_metrics(path: Path, step: int) -> None:
+    """Drop records past ``step`` (written by a killed run after its last checkpoint)."""
+    if not path.exists():
+        return
+    kept = [
+        line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step
+    ]
+    path.write_text("".join(line + "\n" for line in kept))
+
+
+def resolve_checkpoint(output_dir: Path, resume: str) -> Path | None:
+    """The checkpoint folder for ``resume_from_checkpoint``.
+
+    "latest" reads the ``checkpoints/latest`` pointer (never folder names) and gives None
+    when no checkpoint was saved yet, so a resubmitted job starts fresh the first time.
+    """
+    if resume == "latest":
+        pointer = output_dir / "checkpoints" / "latest"
+        if not pointer.exists():
+            logger.warning(
+                "resume_from_checkpoint='latest': no checkpoint in %s yet; starting fresh",
+                output_dir,
+            )
+            return None
+        return output_dir / "checkpoints" / pointer.read_text().strip()
+    path = Path(resume)
+    if not (path / "trainer_state.json").exists():
+        raise ValueError(
+            f"resume_from_checkpoint={resume!r} is not a checkpoint folder (no "
+            "trainer_state.json); "
+            "use 'latest' or a checkpoints/step_<N> folder."
+        )
+    return path
+
+
+def check_resumable(saved: dict[str, Any], config: TrainConfig, world_size: int) -> None:
+    """Refuse to resume when the data order would change, naming the field.
+
+    The sampler's own ``load_state_dict`` checks the mix settings and stream lengths.
+    """
+    checks = {
+        "num_processes": (saved["num_processes"], world_size),
+        "data.seq_len": (saved["config"]["data"]["seq_len"], config.data.seq_len),
+        "data.attention": (saved["config"]["data"]["attention"], config.data.attention),
+    }
+    for name, (before, now) in checks.items():
+        if before != now:
+            raise ValueError(
+                f"cannot resume: {name} was {before!r} in the checkpoint and is {now!r} now; "
+                "the data order would change. Restore it or start a fresh output_dir."
+            )
+
+
+def save_checkpoint(
+    accelerator: Accelerator, output_dir: Path, state: dict[str, Any], run_info: dict[str, Any]
+) -> None:
+    """``save_state`` to ``checkpoints/step_<N>`` (all ranks); rank 0 adds extras + pointer."""
+    ckpt_root = output_dir / "checkpoints"
+    name = f"step_{state['step']}"
+    accelerator.save_state(str(ckpt_root / name))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (ckpt_root / name / "trainer_state.json").write_text(json.dumps(state, indent=2))
+        (ckpt_root / name / "config.json").write_text(json.dumps(run_info, indent=2))
+        tmp = ckpt_root / "latest.tmp"
+        tmp.write_text(name)
+        os.replace(tmp, ckpt_root / "latest")  # atomic: a kill never leaves a half pointer
+    accelerator.wait_for_everyone()
