@@ -1,4 +1,7 @@
 """Jobs that chain the stages: the main job (:mod:`~.demo`), hyperparameter sweeps
-(:mod:`~.sweep`), and :mod:`~.launch`, the one place that builds the
-``accelerate launch recipes/train.py`` command every job runs.
+(:mod:`~.sweep`) and the coordinate search a sweep runs over its grid (:mod:`~.search`).
+
+Every job starts training through :func:`hf_megadocs.training.launch.launch_command`, the
+one place that builds the ``accelerate launch recipes/train.py`` command (it lives in
+``training`` because the Hub card's provenance prints the same command).
 """

@@ -108,7 +108,7 @@ class DemoConfig:
 def build_corpora(config: DemoConfig) -> list[dict[str, Any]]:
     """Step 1: build every corpus with one generation engine, and summarise each.
 
-    :func:`~hf_megadocs.corpora.plan.shared_backend` plans every corpus first and starts one
+    :func:`~hf_megadocs.corpora.load.shared_backend` plans every corpus first and starts one
     engine sized for all their missing generations (none when the store has them all);
     each corpus is then built by the ``datasets`` builder with that engine.
     """
