@@ -11,9 +11,6 @@ document), so only packing and collation are timed.
   their packed dataset in NumPy format (right-padding rows shorter than ``seq_len``).
 - padding share: pad positions / all positions of the collated batches; dropped share:
   tokens that never reach a batch / tokens in.
-- streaming: ``pack_iterable`` over a memory-mapped tokenized corpus read as an
-  ``IterableDataset``, in a fresh subprocess, at 1× and 10× the corpus: peak RSS must not
-  grow with the corpus.
 
 Usage: ``python benchmarks/bench_packing.py [--repeat 40] [--seq-len 2048]``
 (needs ``pip install -e .[bench]`` for TRL and psutil). Prints a Markdown table.
@@ -23,12 +20,8 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import resource
-import subprocess
-import sys
-import tempfile
 import time
 from itertools import chain
 from pathlib import Path
@@ -156,67 +149,18 @@ def peer_tokens_in_rows(packed_ds) -> int:
     return int(sum(len(x) for x in packed_ds.with_format("arrow")["input_ids"].to_pylist()))
 
 
-# ----------------------------------------------------------------------------- streaming
-STREAM_CHILD = r"""
-import json, sys, time
-from datasets import load_from_disk
-from hf_megadocs.training.data.packing import PackConfig, pack_iterable
-import numpy as np, torch
-path, L, B = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-def status(key):  # VmHWM is this process's own peak (ru_maxrss is inherited over fork)
-    for line in open("/proc/self/status"):
-        if line.startswith(key):
-            return int(line.split()[1]) / 1024
-import threading
-peak_anon = [0.0]
-done = threading.Event()
-def sample():
-    while not done.is_set():
-        peak_anon[0] = max(peak_anon[0], status("RssAnon"))
-        done.wait(0.01)
-threading.Thread(target=sample, daemon=True).start()
-rss0 = status("VmRSS")
-anon0 = status("RssAnon")
-ds = load_from_disk(path).to_iterable_dataset(num_shards=8)
-t0 = time.perf_counter()
-packer = pack_iterable(ds, PackConfig(seq_len=L), buffer_size=1024)
-rows, tokens = [], 0
-for seq in packer:
-    rows.append(seq)
-    if len(rows) == B:
-        ids = torch.from_numpy(np.stack([r["input_ids"] for r in rows]).astype(np.int64))
-        tokens += ids.numel(); rows = []
-dt = time.perf_counter() - t0
-done.set()
-print(json.dumps({"tokens": packer.stats.tokens, "seconds": dt, "peak_rss_mib": status("VmHWM"),
-                  "rss_before_mib": rss0, "anon_before_mib": anon0,
-                  "peak_anon_mib": max(peak_anon[0], status("RssAnon"))}))
-"""
-
-
-def streaming_run(path: str, L: int, B: int) -> dict:
-    out = subprocess.run(
-        [sys.executable, "-c", STREAM_CHILD, path, str(L), str(B)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=40)
     ap.add_argument("--seq-len", type=int, default=2048)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=5, help="best of N timings per packer")
-    ap.add_argument("--skip-streaming", action="store_true")
     args = ap.parse_args()
     L, B = args.seq_len, args.batch_size
     global REPEATS
     REPEATS = args.repeats
 
-    from datasets import Dataset, concatenate_datasets, disable_progress_bars
+    from datasets import Dataset, disable_progress_bars
 
     from hf_megadocs.training.data.tokenize import tokenize_corpus
 
@@ -318,14 +262,6 @@ def main() -> None:
             peer_tokens_in_rows(p),
         )
 
-    stream = []
-    if not args.skip_streaming:
-        with tempfile.TemporaryDirectory() as tmp:
-            for k in (1, 10):
-                path = f"{tmp}/x{k}"
-                concatenate_datasets([tokenized] * k).save_to_disk(path)
-                stream.append((k, streaming_run(path, L, B)))
-
     print(
         f"\n### Packing + collation, {n_tokens:,} tokens ({len(docs):,} Lee documents ×1, "
         f"repeat {args.repeat}), SmolLM2 tokenizer, L={L}, batch {B}\n"
@@ -345,22 +281,6 @@ def main() -> None:
             f"| {r['name']} | {r['setting']} | {r['pack'] / 1e6:,.1f} | {r['all'] / 1e6:,.1f} | "
             f"{r['pad']:.2%} | {r['drop']:.3%} |"
         )
-    if stream:
-        print(
-            "\nStreaming (`pack_iterable`, buffer 1024 units, memory-mapped input, "
-            "fresh process):\n"
-        )
-        print(
-            "| corpus | tokens | Mtok/s | anon RSS after imports MiB | peak anon RSS MiB "
-            "| peak RSS incl. mmap'd file pages MiB |"
-        )
-        print("|---|---:|---:|---:|---:|---:|")
-        for k, s in stream:
-            print(
-                f"| ×{k} | {s['tokens']:,} | {s['tokens'] / s['seconds'] / 1e6:,.1f} | "
-                f"{s['anon_before_mib']:,.0f} | {s['peak_anon_mib']:,.0f} | "
-                f"{s['peak_rss_mib']:,.0f} |"
-            )
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"\nMachine: {os.cpu_count()} CPUs, load average {load} at the end of the run.")
     print(

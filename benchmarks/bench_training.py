@@ -60,7 +60,7 @@ def _corpus_file(workdir: Path) -> Path:
 
 
 def _config(args: argparse.Namespace, corpus: Path, output_dir: Path):
-    from hf_megadocs.training.config import load_config
+    from hf_megadocs.training.presets import load_config
 
     return load_config(
         None,

@@ -299,8 +299,8 @@ def pack(
         return _pack_cached(tokenized, config, epoch, Path(cache_dir))
     if not hasattr(tokenized, "__len__"):
         raise ValueError(
-            f"pack() needs a map-style datasets.Dataset, got {type(tokenized).__name__}; for a "
-            "streaming IterableDataset use pack_iterable(tokenized, config)."
+            f"pack() needs a map-style datasets.Dataset, got {type(tokenized).__name__}; "
+            "materialise a streaming corpus first (Dataset.from_generator or save_to_disk)."
         )
     missing = {"input_ids", "roles", "doc_starts"} - set(tokenized.column_names)
     if missing:
