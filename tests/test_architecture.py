@@ -11,7 +11,13 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "hf_megadocs"
 STAGES = ("generation", "corpora", "training", "hub", "analysis", "jobs")
 """Bottom to top: a stage may import the shared modules and any stage before it."""
-SHARED = ("hf_megadocs", "hf_megadocs.records", "hf_megadocs.settings", "hf_megadocs.flags")
+SHARED = (
+    "hf_megadocs",
+    "hf_megadocs.records",
+    "hf_megadocs.settings",
+    "hf_megadocs.flags",
+    "hf_megadocs.jsonl",
+)
 MAX_LINES = 400
 
 

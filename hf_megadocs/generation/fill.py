@@ -125,6 +125,7 @@ def _generate_missing(
     if not 0 <= shard_index < num_shards:
         raise ValueError(f"shard_index must be in [0, num_shards={num_shards}), got {shard_index}.")
     store.refresh()
+    logger.info("%s: before: %s", desc, store.health())
     summary = GenerationSummary()
     missing: list[tuple[str, GenerationRequest]] = []
     seen: set[str] = set()
@@ -265,15 +266,14 @@ def fill_store(
     )
     logger.info(
         "%s: %d requests for this shard, %d cached, %d generated, %d errors, %.1f generated "
-        "tok/s; store %s now holds %d generations",
+        "tok/s; after: %s",
         desc,
         summary.requests,
         summary.cached,
         summary.generated,
         summary.errors,
         summary.tokens_per_s,
-        store.root,
-        len(store),
+        store.health(),
     )
     return summary
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from hf_megadocs.generation.embedded import cache_root
 from hf_megadocs.generation.prompts import PromptTemplate
+from hf_megadocs.jsonl import append_record, read_records
 from hf_megadocs.records import Generation
 
 logger = logging.getLogger(__name__)
@@ -103,7 +104,13 @@ class GenerationStore:
                     # A torn tail (writer killed mid-line) or a line still being written:
                     # left unconsumed, so a later refresh reads it once it is complete.
                     torn = True
-                    logger.debug("Ignoring incomplete last line of %s at byte %d", path, offset)
+                    if not self._torn.get(path):
+                        logger.warning(
+                            "Skipping the incomplete last line of %s at byte %d (a writer "
+                            "was stopped mid-line, or is writing it now)",
+                            path,
+                            offset,
+                        )
                     break
                 self._add_line(line, file_id, offset)
                 offset += len(line)
@@ -117,7 +124,11 @@ class GenerationStore:
         except (ValueError, KeyError, TypeError):
             if line.strip():
                 self.corrupt_lines += 1
-                logger.debug("Ignoring invalid line in %s at byte %d", self._files[file_id], offset)
+                logger.warning(
+                    "Skipping a line that is not a generation record in %s at byte %d",
+                    self._files[file_id],
+                    offset,
+                )
             return
         if key in self._index:
             self.duplicates += 1
@@ -176,6 +187,16 @@ class GenerationStore:
             "corrupt_lines": self.corrupt_lines,
         }
 
+    def health(self) -> str:
+        """One line for logs: records, files, duplicates, torn and corrupt lines, flags."""
+        stats = self.stats()
+        flags = ", ".join(f"{name} {count}" for name, count in sorted(stats["flags"].items()))
+        return (
+            f"store {self.root}: {stats['count']} generations in {stats['files']} file(s); "
+            f"{stats['duplicates']} duplicate, {stats['torn_lines']} torn, "
+            f"{stats['corrupt_lines']} corrupt line(s) skipped; flags: {flags or 'none'}"
+        )
+
     # ----------------------------------------------------------------- writing
     def writer(self, shard_index: int = 0, num_shards: int = 1) -> StoreWriter:
         """An appender to this process's own file for shard ``shard_index`` of ``num_shards``."""
@@ -205,12 +226,7 @@ class GenerationStore:
         if any(p["content_hash"] == template.content_hash for p in self.prompts()):
             return
         self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.root / "prompts.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, _dumps(template.as_record()))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        append_record(self.root / "prompts.jsonl", template.as_record())
 
     def prompts(self) -> list[dict[str, Any]]:
         """Every recorded prompt template (id, content_hash, system, user), first use first."""
@@ -218,11 +234,7 @@ class GenerationStore:
         if not path.is_file():
             return []
         seen: dict[str, dict[str, Any]] = {}
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
+        for record in read_records(path)[0]:
             seen.setdefault(record["content_hash"], record)
         return list(seen.values())
 
@@ -242,7 +254,10 @@ class GenerationStore:
         path = runs / f"{writer_name(shard_index, num_shards)}-{stamp}Z.json"
         tmp = path.with_suffix(".tmp")
         payload = {"config": config, "summary": summary, "created_utc": stamp + "Z"}
-        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str), encoding="utf-8")
+        with tmp.open("w", encoding="utf-8") as handle:
+            handle.write(json.dumps(payload, indent=2, sort_keys=True, default=str))
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(tmp, path)
         return path
 
@@ -251,10 +266,13 @@ class GenerationStore:
         folder = self.root / "runs"
         if not folder.is_dir():
             return []
-        records = [
-            (json.loads(path.read_text(encoding="utf-8")), path.name)
-            for path in folder.glob("*.json")
-        ]
+        records = []
+        for path in folder.glob("*.json"):
+            try:
+                records.append((json.loads(path.read_text(encoding="utf-8")), path.name))
+            except ValueError as err:
+                # Run records are written atomically; a broken one was damaged afterwards.
+                logger.warning("Skipping unreadable run record %s (%s)", path, err)
         records.sort(key=lambda item: (item[0].get("created_utc", ""), item[1]))
         return [record for record, _ in records]
 

@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hf_megadocs.jsonl import append_record, read_records
+
 if TYPE_CHECKING:
     from accelerate import Accelerator
 
@@ -23,19 +25,22 @@ logger = logging.getLogger(__name__)
 
 
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    """Append one JSON object as a line."""
-    with path.open("a") as f:
-        f.write(json.dumps(record) + "\n")
+    """Append one metrics record as a line (a torn tail from a killed run is ended first)."""
+    append_record(path, record, fsync=False)
 
 
 def truncate_metrics(path: Path, step: int) -> None:
-    """Drop records past ``step`` (written by a killed run after its last checkpoint)."""
+    """Drop records past ``step`` (written by a killed run after its last checkpoint).
+
+    A torn last line is dropped with a warning; the file is rewritten atomically.
+    """
     if not path.exists():
         return
-    kept = [
-        line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step
-    ]
-    path.write_text("".join(line + "\n" for line in kept))
+    records, _ = read_records(path)
+    kept = [record for record in records if record.get("step", 0) <= step]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(record) + "\n" for record in kept))
+    os.replace(tmp, path)
 
 
 def resolve_checkpoint(output_dir: Path, resume: str) -> Path | None:

@@ -45,7 +45,7 @@ def test_append_and_read_back(tmp_path):
     assert stats["flags"] == {"truncated": 1} and stats["by_prompt"] == {"wiki": 3}
 
 
-def test_torn_last_line_is_ignored_then_isolated(tmp_path):
+def test_torn_last_line_is_ignored_then_isolated(tmp_path, caplog):
     store = GenerationStore(tmp_path)
     with store.writer() as writer:
         writer.append([gen(1), gen(2)])
@@ -62,6 +62,10 @@ def test_torn_last_line_is_ignored_then_isolated(tmp_path):
     assert fresh.keys() == {f"{i:032x}" for i in (1, 2, 3)}
     assert fresh.get(f"{3:032x}") == gen(3)
     assert fresh.stats()["corrupt_lines"] == 1 and fresh.stats()["torn_lines"] == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("incomplete last line" in m and str(path) in m for m in warnings)
+    assert any("not a generation record" in m for m in warnings)
+    assert "3 generations in 1 file(s); 0 duplicate, 0 torn, 1 corrupt" in fresh.health()
 
 
 def test_union_of_shards_and_refresh(tmp_path):
@@ -129,3 +133,22 @@ def test_runs_are_ordered_by_time_not_writer_name(tmp_path):
     store.record_run({"n": 1}, {}, shard_index=9, num_shards=10)
     store.record_run({"n": 2}, {}, shard_index=0, num_shards=10)  # sorts first by name
     assert [run["config"]["n"] for run in store.runs()] == [1, 2]
+
+
+def test_a_torn_prompts_file_keeps_its_prompts_and_takes_new_ones(tmp_path):
+    store = GenerationStore(tmp_path)
+    wiki = get_prompt("wiki")
+    store.record_prompt(wiki)
+    with (tmp_path / "prompts.jsonl").open("ab") as handle:
+        handle.write(b'{"prompt_id": "qa", "cont')  # a writer killed mid-line
+    assert [p["prompt_id"] for p in store.prompts()] == ["wiki"]
+    store.record_prompt(get_prompt("qa"))
+    assert [p["prompt_id"] for p in store.prompts()] == ["wiki", "qa"]
+
+
+def test_a_damaged_run_record_is_skipped_with_a_warning_not_a_crash(tmp_path, caplog):
+    store = GenerationStore(tmp_path)
+    store.record_run({"n": 1}, {})
+    (tmp_path / "runs" / "shard-0-of-1-20260101T000000.000000Z.json").write_text('{"conf')
+    assert [run["config"]["n"] for run in store.runs()] == [1]
+    assert "Skipping unreadable run record" in caplog.text

@@ -28,8 +28,14 @@ def test_checkpoint_pointer_and_metrics_truncation(tmp_path):
     metrics = tmp_path / "metrics.jsonl"
     for step in (1, 2, 3, 4):
         append_jsonl(metrics, {"kind": "train", "step": step})
+    with metrics.open("a") as handle:
+        handle.write('{"kind": "train", "st')  # the run was killed mid-line
     truncate_metrics(metrics, 2)
     assert [json.loads(line)["step"] for line in metrics.read_text().splitlines()] == [1, 2]
+    with metrics.open("a") as handle:
+        handle.write('{"kind": "train", "st')
+    append_jsonl(metrics, {"kind": "train", "step": 3})  # resumed: the record gets its own line
+    assert metrics.read_text().splitlines()[-1] == '{"kind": "train", "step": 3}'
 
     config = get_preset("tiny_cpu")
     saved = {"num_processes": 2, "config": config.to_dict()}
