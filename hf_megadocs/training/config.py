@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from hf_megadocs.training.data.mixing import MixConfig
 from hf_megadocs.training.data.packing import ATTENTION_MODES, AttentionMode
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(kw_only=True)
@@ -250,6 +253,15 @@ class TrainConfig:
     key); fields set in the file or as flags override it."""
 
     def __post_init__(self) -> None:
+        if self.mix.synthetic_share == 0 and self.data.has_synthetic:
+            # A real-only run must neither build the synthetic corpus nor be credited to it.
+            logger.warning(
+                "mix.synthetic_share is 0: dropping the synthetic stream (%s); it is not "
+                "built, and the run is recorded as real-only",
+                self.data.synthetic_corpus or self.data.synthetic_path,
+            )
+            self.data.synthetic_corpus = None
+            self.data.synthetic_path = None
         _require(
             self.micro_batch_size >= 1, "micro_batch_size", self.micro_batch_size, "an integer >= 1"
         )

@@ -136,3 +136,12 @@ def test_yaml_no_stays_a_string_for_literal_fields(tmp_path):
 
 def test_tiny_cpu_yaml_matches_its_preset():
     assert load_config(CONFIGS / "tiny_cpu.yaml") == get_preset("tiny_cpu")
+
+
+def test_a_real_only_mix_drops_the_synthetic_stream_so_it_is_neither_built_nor_credited(caplog):
+    config = load_config(None, ["--preset", "tiny_cpu", "--mix.synthetic_share", "0"])
+    assert get_preset("tiny_cpu").data.synthetic_corpus == "stitched_g2"  # the preset has one
+    assert config.data.synthetic_corpus is None and config.data.synthetic_path is None
+    assert not config.data.has_synthetic
+    assert config.to_dict()["data"]["synthetic_corpus"] is None  # what config.json records
+    assert "dropping the synthetic stream (stitched_g2)" in caplog.text
