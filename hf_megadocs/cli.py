@@ -30,6 +30,10 @@ def _usage() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Dispatch ``hf-megadocs <command> ...`` to the command's module."""
+    if argv is None:  # the console script: its workers must not outlive it
+        from hf_megadocs.lifetime import guard_workers
+
+        guard_workers()
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in {"-h", "--help"}:
         print(_usage())
@@ -41,8 +45,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    from hf_megadocs.generation.store import StoreNotWritableError
+    from hf_megadocs.locks import LockHeldError
+
     module = importlib.import_module(SUBCOMMANDS[name][0])
-    return int(module.main(rest) or 0)
+    try:
+        return int(module.main(rest) or 0)
+    except (LockHeldError, StoreNotWritableError, ConnectionError) as error:
+        # Expected failures whose message says the fix: no traceback.
+        print(f"hf-megadocs {name}: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -15,10 +15,13 @@ import logging
 import sys
 
 from hf_megadocs.flags import ConfigError
+from hf_megadocs.lifetime import die_with_launcher
+from hf_megadocs.locks import LockHeldError
 from hf_megadocs.training import load_config, train
 
 
 def main(argv: list[str] | None = None) -> int:
+    die_with_launcher()  # killing `accelerate launch` stops the training too
     try:
         config = load_config(overrides=sys.argv[1:] if argv is None else argv)
     except ConfigError as error:
@@ -27,7 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    summary = train(config)
+    try:
+        summary = train(config)
+    except (LockHeldError, ValueError) as error:  # checked before data and model are built
+        print(f"recipes/train.py: error: {error}", file=sys.stderr)
+        return 2
     print(
         f"done: {summary['steps']} steps, iid_loss={summary['iid_loss']:.4f}, "
         f"output in {config.output_dir}"

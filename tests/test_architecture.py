@@ -17,6 +17,8 @@ SHARED = (
     "hf_megadocs.settings",
     "hf_megadocs.flags",
     "hf_megadocs.jsonl",
+    "hf_megadocs.locks",
+    "hf_megadocs.lifetime",
 )
 MAX_LINES = 400
 

@@ -83,6 +83,7 @@ def shared_backend(names: list[str], **config_kwargs: Any) -> GenerationBackend 
     if not missing:
         logger.info("every generation of %s is in the store; no engine started", names)
         return None
+    store.ensure_writable()
     logger.info("%d generations missing across %s: starting one backend", len(missing), names)
     return make_backend(
         synthetic[0].backend,

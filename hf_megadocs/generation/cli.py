@@ -24,16 +24,16 @@ DESCRIPTION = (
 def main(argv: list[str] | None = None) -> int:
     """Run ``hf-megadocs generate``; returns the exit status (2 for a bad configuration)."""
     from hf_megadocs.generation.generate import GenerationConfig, generate
+    from hf_megadocs.locks import LockHeldError
 
     try:
         config = parse_dataclass(
             GenerationConfig, argv, prog="hf-megadocs generate", description=DESCRIPTION
         )
         summary = generate(config)
-    except (
-        ConfigError,
-        ValueError,
-    ) as error:  # config and input mistakes: the message says the fix
+    except (ConfigError, ValueError, LockHeldError, ConnectionError) as error:
+        # Expected failures (bad config or input, shard busy, server down): the message
+        # says the fix, so no traceback.
         print(f"hf-megadocs generate: error: {error}", file=sys.stderr)
         return 2
     print(summary.as_table())

@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from tqdm.auto import tqdm
 
@@ -24,11 +24,17 @@ from hf_megadocs.generation.backends import GenerationBackend, Workload
 from hf_megadocs.generation.cleaning import clean_output
 from hf_megadocs.generation.prompts import PromptTemplate
 from hf_megadocs.generation.store import GenerationStore
+from hf_megadocs.locks import ExclusiveLock
 from hf_megadocs.records import GenerationRequest
 
 logger = logging.getLogger(__name__)
 
 BackendOrFactory = GenerationBackend | Callable[[Workload], GenerationBackend]
+
+IfBusy = Literal["wait", "refuse"]
+"""What to do when another process is filling the same shard of the store: ``wait`` for it
+and reuse what it generated (corpus builds), or ``refuse`` with its pid and host
+(``hf-megadocs generate``, where the same shard started twice is a mistake)."""
 
 
 def default_shard() -> tuple[int, int]:
@@ -78,6 +84,8 @@ class GenerationSummary:
     """Generated (completion) tokens per second of generation wall time."""
     flags: dict[str, int] = field(default_factory=dict)
     """Cleaning flags of the generations written in this run."""
+    retries: dict[str, int] = field(default_factory=dict)
+    """Attempts the backend retried, by cause ("429", "5xx", "timeout", "connection")."""
     skipped: dict[str, int] = field(default_factory=dict)
     """Documents dropped before generation, by reason ("source:empty", "request:too_long",
     "validation_split", ...)."""
@@ -105,8 +113,18 @@ class GenerationSummary:
             ("backend", self.backend or "(not started)"),
         ]
         rows += [(f"flag: {name}", count) for name, count in sorted(self.flags.items())]
+        rows += [(f"retried: {name}", count) for name, count in sorted(self.retries.items())]
         rows += [(f"skipped: {name}", count) for name, count in sorted(self.skipped.items())]
         return "\n".join(["| metric | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows])
+
+
+def shard_lock(store: GenerationStore, shard_index: int, num_shards: int) -> ExclusiveLock:
+    """The lock one filler of shard ``shard_index`` of ``num_shards`` holds on ``store``."""
+    return ExclusiveLock(
+        store.generations_dir / f"shard-{shard_index}-of-{num_shards}.lock",
+        f"shard {shard_index} of {num_shards} of the generation store {store.root}",
+        fix="Let it finish (its generations are then reused), stop it, or run another shard.",
+    )
 
 
 def _generate_missing(
@@ -118,14 +136,47 @@ def _generate_missing(
     num_shards: int = 1,
     batch_size: int = 256,
     desc: str = "generate",
+    if_busy: IfBusy = "wait",
 ) -> GenerationSummary:
-    """Generate this shard's requests that the store lacks, appending after every batch."""
+    """Generate this shard's requests that the store lacks, appending after every batch.
+
+    Only one process fills a shard at a time (:func:`shard_lock`); the lock is taken only
+    when something is missing, so a read-only store that has everything still serves.
+    """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
     if not 0 <= shard_index < num_shards:
         raise ValueError(f"shard_index must be in [0, num_shards={num_shards}), got {shard_index}.")
     store.refresh()
     logger.info("%s: before: %s", desc, store.health())
+    summary, missing = _missing(requests, store, shard_index, num_shards)
+    if missing:
+        store.ensure_writable()
+        lock = shard_lock(store, shard_index, num_shards).acquire(wait=if_busy == "wait")
+        try:
+            if lock.waited:  # the other filler may have generated what we lack
+                store.refresh()
+                summary, missing = _missing(requests, store, shard_index, num_shards)
+            if missing:
+                _generate(
+                    missing, backend, store, summary, shard_index, num_shards, batch_size, desc
+                )
+        finally:
+            lock.release()
+    if not missing:
+        logger.info(
+            "%s: all %d requests are in the store; nothing to generate", desc, summary.requests
+        )
+    return summary
+
+
+def _missing(
+    requests: Sequence[GenerationRequest],
+    store: GenerationStore,
+    shard_index: int,
+    num_shards: int,
+) -> tuple[GenerationSummary, list[tuple[str, GenerationRequest]]]:
+    """The summary's request counts, and this shard's requests the store lacks (by key)."""
     summary = GenerationSummary()
     missing: list[tuple[str, GenerationRequest]] = []
     seen: set[str] = set()
@@ -142,12 +193,20 @@ def _generate_missing(
                 summary.cached += 1
             else:
                 missing.append((key, request))
-    if not missing:
-        logger.info(
-            "%s: all %d requests are in the store; nothing to generate", desc, summary.requests
-        )
-        return summary
+    return summary, missing
 
+
+def _generate(
+    missing: list[tuple[str, GenerationRequest]],
+    backend: BackendOrFactory,
+    store: GenerationStore,
+    summary: GenerationSummary,
+    shard_index: int,
+    num_shards: int,
+    batch_size: int,
+    desc: str,
+) -> None:
+    """Start the backend if given a factory, generate ``missing`` and append it batch by batch."""
     owned = not hasattr(backend, "generate")  # a factory, called only now that work exists
     started = time.perf_counter()
     engine: GenerationBackend = (
@@ -205,6 +264,7 @@ def _generate_missing(
                     errors=summary.errors,
                 )
     finally:
+        summary.retries = dict(getattr(engine, "retries", {}))
         if owned:
             engine.close()
     summary.wall_s = time.perf_counter() - started
@@ -217,7 +277,6 @@ def _generate_missing(
             desc,
             summary.errors,
         )
-    return summary
 
 
 def fill_store(
@@ -232,6 +291,7 @@ def fill_store(
     num_shards: int = 1,
     batch_size: int = 256,
     desc: str = "generate",
+    if_busy: IfBusy = "wait",
 ) -> GenerationSummary:
     """Generate the requests of this shard that ``store`` lacks; record prompts and the run.
 
@@ -244,6 +304,9 @@ def fill_store(
         run_config: the job's resolved settings, written with the summary to ``runs/``.
         report: the job's own counters for the run record, computed once generation is
             done (documents read and dropped, generations a corpus can use, ...).
+        if_busy: when another process fills the same shard of this store, ``wait`` for it
+            and then generate only what it left missing, or ``refuse``
+            (:class:`~hf_megadocs.locks.LockHeldError` naming its pid, host and command).
 
     Backend errors are counted and not stored, so the next run retries them.
     """
@@ -255,6 +318,7 @@ def fill_store(
         num_shards=num_shards,
         batch_size=batch_size,
         desc=desc,
+        if_busy=if_busy,
     )
     for prompt in prompts:
         store.record_prompt(prompt)
@@ -265,17 +329,26 @@ def fill_store(
         num_shards=num_shards,
     )
     logger.info(
-        "%s: %d requests for this shard, %d cached, %d generated, %d errors, %.1f generated "
-        "tok/s; after: %s",
+        "%s: %d requests for this shard, %d cached, %d generated, %d errors, %d retried "
+        "attempts, %.1f generated tok/s; after: %s",
         desc,
         summary.requests,
         summary.cached,
         summary.generated,
         summary.errors,
+        sum(summary.retries.values()),
         summary.tokens_per_s,
         store.health(),
     )
     return summary
 
 
-__all__ = ["BackendOrFactory", "GenerationSummary", "default_shard", "fill_store", "shard_of"]
+__all__ = [
+    "BackendOrFactory",
+    "GenerationSummary",
+    "IfBusy",
+    "default_shard",
+    "fill_store",
+    "shard_lock",
+    "shard_of",
+]

@@ -108,6 +108,7 @@ def generate(
         num_shards=config.num_shards,
         batch_size=config.batch_size,
         desc=f"generate {prompt.prompt_id} shard {config.shard_index}/{config.num_shards}",
+        if_busy="refuse",  # the same shard started twice would pay for every generation twice
     )
     summary.skipped = skipped
     logger.info(

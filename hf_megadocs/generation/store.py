@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import socket
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -51,6 +52,10 @@ def writer_name(shard_index: int, num_shards: int) -> str:
 
 def _dumps(record: dict[str, Any]) -> bytes:
     return (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+
+
+class StoreNotWritableError(ValueError):
+    """The store folder cannot take new generations; raised before any backend starts."""
 
 
 class GenerationStore:
@@ -198,6 +203,28 @@ class GenerationStore:
         )
 
     # ----------------------------------------------------------------- writing
+    def ensure_writable(self) -> None:
+        """Create the store's folders and prove a file can be written there.
+
+        Called before a backend starts, so a store that is a file, read-only or on a full
+        disk costs no engine start. Raises :class:`StoreNotWritableError` saying what to fix.
+        """
+        fix = "point store_dir (or HF_MEGADOCS_CACHE) at a folder this user can write"
+        for folder in (self.root, self.generations_dir):
+            if folder.exists() and not folder.is_dir():
+                raise StoreNotWritableError(
+                    f"generation store {self.root}: {folder} is a file, not a folder; {fix}."
+                )
+        try:
+            self.generations_dir.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self.generations_dir):
+                pass
+        except OSError as err:
+            raise StoreNotWritableError(
+                f"generation store {self.root} is not writable ({err.strerror}: "
+                f"{err.filename or self.generations_dir}); {fix}."
+            ) from None
+
     def writer(self, shard_index: int = 0, num_shards: int = 1) -> StoreWriter:
         """An appender to this process's own file for shard ``shard_index`` of ``num_shards``."""
         return StoreWriter(self, shard_index, num_shards)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hf_megadocs.training.config import TrainConfig
 
@@ -72,4 +72,15 @@ def make_accelerator(config: TrainConfig) -> Accelerator:
     return accelerator
 
 
-__all__ = ["make_accelerator"]
+def flat_hparams(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Tracker hyperparameters: nested dicts flattened to ``a.b`` keys, values as scalars."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(flat_hparams(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    return out
+
+
+__all__ = ["flat_hparams", "make_accelerator"]

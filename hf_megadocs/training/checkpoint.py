@@ -1,4 +1,6 @@
-"""The run directory: metrics.jsonl, checkpoints and the ``latest`` pointer.
+"""The run directory: its lock, metrics.jsonl, checkpoints and the ``latest`` pointer.
+
+One trainer at a time holds ``run.lock`` (:func:`run_lock`); a second is refused naming it.
 
 Checkpoints are Accelerate ``save_state`` folders ``checkpoints/step_<N>/`` with our
 ``trainer_state.json`` (step and token counters) and the resolved ``config.json`` beside
@@ -11,10 +13,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hf_megadocs.jsonl import append_record, read_records
+from hf_megadocs.locks import ExclusiveLock
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -57,7 +62,15 @@ def resolve_checkpoint(output_dir: Path, resume: str) -> Path | None:
                 output_dir,
             )
             return None
-        return output_dir / "checkpoints" / pointer.read_text().strip()
+        name = pointer.read_text().strip()
+        target = output_dir / "checkpoints" / name
+        if not (target / "trainer_state.json").exists():
+            raise ValueError(
+                f"resume_from_checkpoint='latest': {pointer} names {name!r}, but {target} is "
+                "missing or incomplete (no trainer_state.json); pass an existing "
+                "checkpoints/step_<N> folder, or delete the pointer to start fresh."
+            )
+        return target
     path = Path(resume)
     if not (path / "trainer_state.json").exists():
         raise ValueError(
@@ -84,6 +97,46 @@ def check_resumable(saved: dict[str, Any], config: TrainConfig, world_size: int)
                 f"cannot resume: {name} was {before!r} in the checkpoint and is {now!r} now; "
                 "the data order would change. Restore it or start a fresh output_dir."
             )
+
+
+def finished_summary(config: TrainConfig, checkpoint: Path | None) -> dict[str, Any] | None:
+    """``summary.json`` when ``checkpoint`` is the finished run's last step with these steps."""
+    summary_path = Path(config.output_dir) / "summary.json"
+    if checkpoint is None or not summary_path.is_file():
+        return None
+    try:
+        summary = json.loads(summary_path.read_text())
+    except ValueError:
+        return None  # a damaged summary is rewritten by finishing again
+    step = json.loads((checkpoint / "trainer_state.json").read_text())["step"]
+    if summary.get("steps") == step and summary.get("max_steps") == config.max_steps:
+        return summary
+    return None
+
+
+@contextmanager
+def run_lock(config: TrainConfig) -> Iterator[None]:
+    """Hold ``<output_dir>/run.lock`` for the run (global rank 0 only: one per run folder)."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        yield
+        return
+    lock = ExclusiveLock(
+        Path(config.output_dir) / "run.lock",
+        f"run folder {config.output_dir}",
+        fix="Two trainers on one folder would write over each other's checkpoints and "
+        "metrics: wait for it, stop it, or pass another --output_dir.",
+    )
+    with lock:
+        yield
+
+
+def recorded_eval(metrics_path: Path, step: int) -> dict[str, Any]:
+    """The eval record of ``step`` in ``metrics.jsonl``, or {} (a finished run's final eval)."""
+    if not metrics_path.is_file():
+        return {}
+    records, _ = read_records(metrics_path)
+    evals = [r for r in records if r.get("kind") == "eval" and r.get("step") == step]
+    return evals[-1] if evals else {}
 
 
 def save_checkpoint(

@@ -1,7 +1,7 @@
 """The training loop, read top to bottom (nanoGPT's order on Accelerate).
 
-:func:`train`: accelerator → tokenizer, model, data → optimizer, schedule → ``prepare`` →
-resume → print the plan → steps (forward under ``accumulate``, backward, clip, step,
+:func:`train`: run lock, resume target checked (a finished run stops here) → accelerator
+→ tokenizer, model, data → optimizer, schedule → ``prepare`` → resume → print the plan → steps (forward under ``accumulate``, backward, clip, step,
 schedule, zero; log, eval, save when due) → final eval, summary, ``end_training`` (always,
 in ``finally``). Each phase is one named function below.
 """
@@ -12,23 +12,25 @@ import json
 import logging
 import math
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hf_megadocs.training.accelerator import make_accelerator
+from hf_megadocs.training.accelerator import flat_hparams, make_accelerator
 from hf_megadocs.training.checkpoint import (
     append_jsonl,
     check_resumable,
+    finished_summary,
+    recorded_eval,
     resolve_checkpoint,
+    run_lock,
     save_checkpoint,
     truncate_metrics,
 )
 from hf_megadocs.training.config import TrainConfig
 from hf_megadocs.training.losses import LOSS_GROUPS, SEEN_GROUPS, loss_metrics
 from hf_megadocs.training.optim import build_optimizer, build_scheduler, warmup_steps
+from hf_megadocs.training.throughput import Throughput
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -67,7 +69,10 @@ class Run:
     """Steps this invocation runs to (``max_steps`` caps it; the schedule spans ``total_steps``)."""
     counters: Counters = field(default_factory=Counters)
     interval: Any = None
-    """Loss sums since the last train log record (``[group, (sum, count)]``)."""
+    """Loss sums since the last train log record (``[group, (sum, count)]``); checkpointed,
+    so the first record after a resume equals the uninterrupted run's."""
+    saved_interval: list[list[float]] | None = None
+    """``interval`` as the resumed checkpoint saved it."""
     lr: float = 0.0
     """Learning rate of the last optimizer step."""
     grad_norm: float | None = None
@@ -83,19 +88,41 @@ class Run:
     def metrics_path(self) -> Path:
         return self.output_dir / "metrics.jsonl"
 
+    @property
+    def summary_path(self) -> Path:
+        return self.output_dir / "summary.json"
+
 
 def train(config: TrainConfig) -> dict[str, Any]:
-    """Train as ``config`` says; returns the summary also written to ``summary.json``."""
-    accelerator = make_accelerator(config)
-    try:
-        run = _prepare(config, accelerator)
-        _resume(run)
-        _start_records(run)
-        _print_plan(run)
-        last_eval = _train_steps(run)
-        return _finish(run, last_eval)
-    finally:
-        accelerator.end_training()
+    """Train as ``config`` says; returns the summary also written to ``summary.json``.
+
+    Refuses, before anything expensive, a run folder another trainer holds
+    (:class:`~hf_megadocs.locks.LockHeldError`) and a resume target that is not a
+    complete checkpoint (``ValueError``). Resuming a finished run changes nothing.
+    """
+    with run_lock(config):
+        checkpoint = (
+            resolve_checkpoint(Path(config.output_dir), config.resume_from_checkpoint)
+            if config.resume_from_checkpoint
+            else None
+        )
+        finished = finished_summary(config, checkpoint)
+        if finished is not None:
+            print(
+                f"{config.output_dir} already finished at step {finished['steps']}; nothing to "
+                "do (raise --max_steps to train further)"
+            )
+            return finished
+        accelerator = make_accelerator(config)
+        try:
+            run = _prepare(config, accelerator)
+            _resume(run, checkpoint)
+            _start_records(run)
+            _print_plan(run)
+            last_eval = _train_steps(run)
+            return _finish(run, last_eval)
+        finally:
+            accelerator.end_training()
 
 
 # ---------------------------------------------------------------- setup
@@ -149,17 +176,15 @@ def _prepare(config: TrainConfig, accelerator: Accelerator) -> Run:
     )
 
 
-def _resume(run: Run) -> None:
-    """Load the checkpoint ``resume_from_checkpoint`` names, if any, after checking it fits."""
-    if not run.config.resume_from_checkpoint:
-        return
-    ckpt = resolve_checkpoint(run.output_dir, run.config.resume_from_checkpoint)
+def _resume(run: Run, ckpt: Path | None) -> None:
+    """Load checkpoint ``ckpt`` (resolved from ``resume_from_checkpoint``) after checking it fits."""
     if ckpt is None:
         return
     saved = json.loads((ckpt / "trainer_state.json").read_text())
     check_resumable(saved, run.config, run.accelerator.num_processes)
     run.accelerator.load_state(str(ckpt))
     run.counters = Counters(**{k: saved[k] for k in asdict(Counters())})
+    run.saved_interval = saved.get("log_interval")  # absent in older checkpoints
     run.accelerator.print(f"resumed from {ckpt} at step {run.counters.step}")
 
 
@@ -173,7 +198,7 @@ def _start_records(run: Run) -> None:
         elif run.metrics_path.exists():
             run.metrics_path.unlink()
     run.accelerator.init_trackers(
-        run.config.run_name or run.output_dir.name, config=_flat_hparams(run.run_info)
+        run.config.run_name or run.output_dir.name, config=flat_hparams(run.run_info)
     )
 
 
@@ -210,9 +235,11 @@ def _train_steps(run: Run) -> dict[str, Any]:
     run.interval = torch.zeros(
         len(LOSS_GROUPS), 2, dtype=torch.float64, device=run.accelerator.device
     )
+    if run.saved_interval is not None:
+        run.interval += torch.tensor(run.saved_interval, dtype=torch.float64).to(run.interval)
     last_eval: dict[str, Any] = {}
     run.started = time.perf_counter()
-    timer = _Throughput(run.counters.tokens)
+    timer = Throughput(run.counters.tokens)
     progress = tqdm(
         total=run.planned,
         initial=run.counters.step,
@@ -236,7 +263,9 @@ def _train_steps(run: Run) -> dict[str, Any]:
                 _save(run)
     progress.close()
     if not last_eval and run.data.eval_set.iid:
-        last_eval = _evaluate(run)
+        # No step ran (resumed at the last step, killed before summary.json): reuse the
+        # final eval already recorded rather than append a second one.
+        last_eval = recorded_eval(run.metrics_path, run.counters.step) or _evaluate(run)
     return last_eval
 
 
@@ -322,6 +351,7 @@ def _evaluate(run: Run) -> dict[str, Any]:
 def _save(run: Run) -> None:
     state = {
         **asdict(run.counters),
+        "log_interval": run.interval.cpu().tolist(),
         "num_processes": run.accelerator.num_processes,
         "config": run.config.to_dict(),
     }
@@ -343,44 +373,8 @@ def _finish(run: Run, last_eval: dict[str, Any]) -> dict[str, Any]:
     if run.accelerator.is_main_process:
         run.accelerator.unwrap_model(run.model).save_pretrained(run.output_dir / "final")
         run.tokenizer.save_pretrained(run.output_dir / "final")
-        (run.output_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        run.summary_path.write_text(json.dumps(summary, indent=2))
     return summary
-
-
-# ---------------------------------------------------------------- helpers
-
-
-class _Throughput:
-    """Training tokens per second between log records, not counting paused stretches."""
-
-    def __init__(self, tokens: int) -> None:
-        self.since = time.perf_counter()
-        self.tokens = tokens
-
-    def rate(self, tokens: int) -> float:
-        now = time.perf_counter()
-        rate = (tokens - self.tokens) / max(now - self.since, 1e-9)
-        self.since, self.tokens = now, tokens
-        return rate
-
-    @contextmanager
-    def paused(self) -> Iterator[None]:
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.since += time.perf_counter() - started
-
-
-def _flat_hparams(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Tracker hyperparameters: nested dicts flattened to ``a.b`` keys, values as scalars."""
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            out.update(_flat_hparams(value, f"{prefix}{key}."))
-        else:
-            out[prefix + key] = value if isinstance(value, (int, float, str, bool)) else str(value)
-    return out
 
 
 __all__ = ["Counters", "Run", "train"]

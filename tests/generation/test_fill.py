@@ -7,11 +7,13 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from hf_megadocs.generation.backends.dummy import DummyBackend
 from hf_megadocs.generation.fill import fill_store
 from hf_megadocs.generation.prompts import get_prompt
 from hf_megadocs.generation.requests import build_requests
-from hf_megadocs.generation.store import GenerationStore
+from hf_megadocs.generation.store import GenerationStore, StoreNotWritableError
 from hf_megadocs.records import RawOutput
 
 REPO = Path(__file__).resolve().parents[2]
@@ -81,3 +83,24 @@ def test_errors_are_counted_not_stored_and_retried(tmp_path, sample_docs, small_
     summary = fill_store(requests, backend, store, batch_size=100)
     assert summary.cached == 6 and summary.generated == 6 and summary.errors == 0
     assert backend.calls == [12, 6] and len(store) == 12
+
+
+def test_a_store_that_cannot_be_written_fails_before_any_backend_starts(
+    tmp_path, sample_docs, small_sampling
+):
+    requests = build_requests(
+        sample_docs,
+        get_prompt("qa"),
+        num_samples=1,
+        backend=DummyBackend(),
+        sampling=small_sampling,
+    ).requests
+    not_a_folder = tmp_path / "store"
+    not_a_folder.write_text("a file where the store should be")
+    started = []
+    with pytest.raises(StoreNotWritableError, match="is a file, not a folder.*store_dir"):
+        fill_store(
+            requests, lambda workload: started.append(workload), GenerationStore(not_a_folder)
+        )
+    assert started == []  # no engine was paid for
+    assert not_a_folder.read_text() == "a file where the store should be"

@@ -73,8 +73,10 @@ def test_three_shards_cover_every_key_exactly_once(tmp_path):
     assert len({shard_of(k, 3) for k in expected}) == 3
     assert set(stored_line_keys(tmp_path)) == expected
     assert set(stored_line_keys(tmp_path).values()) == {1}
-    files = sorted(p.name for p in (tmp_path / "generations").iterdir())
+    files = sorted(p.name for p in (tmp_path / "generations").glob("*.jsonl"))
     assert [f.split("-")[1] for f in files] == ["0", "1", "2"]
+    locks = sorted(p.name for p in (tmp_path / "generations").glob("*.lock"))
+    assert locks == [f"shard-{i}-of-3.lock" for i in range(3)]  # one writer per shard
 
 
 def test_validation_docs_are_never_generated(tmp_path):

@@ -42,3 +42,12 @@ def test_checkpoint_pointer_and_metrics_truncation(tmp_path):
     check_resumable(saved, config, world_size=2)
     with pytest.raises(ValueError, match="num_processes was 2 in the checkpoint and is 1 now"):
         check_resumable(saved, config, world_size=1)
+
+
+def test_latest_pointing_at_a_deleted_folder_says_what_to_do(tmp_path):
+    from hf_megadocs.training.checkpoint import resolve_checkpoint
+
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "latest").write_text("step_4\n")
+    with pytest.raises(ValueError, match="delete the pointer to start fresh"):
+        resolve_checkpoint(tmp_path, "latest")

@@ -212,10 +212,10 @@ def test_two_processes_equal_one_process_with_double_accumulation(corpus, tmp_pa
 @pytest.mark.slow
 def test_killed_run_resumes_with_the_same_data_and_losses(corpus, tmp_path):
     reference, killed = tmp_path / "reference", tmp_path / "killed"
-    _run(_flags(corpus, reference, "--max_steps", "8", "--save_every", "3"))
+    _run(_flags(corpus, reference, "--max_steps", "8", "--save_every", "3", "--log_every", "2"))
 
     # Same run without the step cap (so it cannot finish first), killed after a checkpoint.
-    argv = _flags(corpus, killed, "--save_every", "3")
+    argv = _flags(corpus, killed, "--save_every", "3", "--log_every", "2")
     proc = subprocess.Popen(
         [sys.executable, str(RECIPE), *argv],
         env=ENV,
@@ -240,12 +240,16 @@ def test_killed_run_resumes_with_the_same_data_and_losses(corpus, tmp_path):
             "8",
             "--save_every",
             "3",
+            "--log_every",
+            "2",
             "--resume_from_checkpoint",
             "latest",
         )
     )
     ref, got = _records(reference, "train"), _records(killed, "train")
-    assert [r["step"] for r in got] == list(range(1, 9))
+    # Saves (every 3) fall between logs (every 2): the record after the resume also holds
+    # the losses of the step before the checkpoint, as the uninterrupted run's does.
+    assert [r["step"] for r in got] == [2, 4, 6, 8] == [r["step"] for r in ref]
     for a, b in zip(ref, got):
         for key in ("loss", "loss_real", "loss_synthetic", "tokens", "real_tokens_seen", "lr"):
             assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), (a["step"], key)

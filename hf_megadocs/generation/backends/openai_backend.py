@@ -15,6 +15,7 @@ import concurrent.futures
 import logging
 import os
 import random
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -104,6 +105,8 @@ class OpenAIBackend:
         self.generator, self.generator_revision = self._identity()
         self._tokenizer: Any = None
         self._token_counter: str | None = None  # "local" | "server" | "estimate", decided once
+        self.retries: Counter[str] = Counter()
+        """Retried attempts so far, by cause ("429", "5xx", "timeout", "connection")."""
         logger.info("OpenAI-compatible server %s serves %s", self.base_url, self.model)
 
     def _get_models(self, httpx: Any) -> list[dict[str, Any]]:
@@ -247,6 +250,7 @@ class OpenAIBackend:
                     response = await client.post(url, json=payload)
                 except (httpx.TimeoutException, httpx.TransportError) as exc:
                     error = f"{type(exc).__name__}: {exc}"
+                    cause = "timeout" if isinstance(exc, httpx.TimeoutException) else "connection"
                 else:
                     if response.status_code == 200:
                         return self._parse(response.json())
@@ -254,7 +258,9 @@ class OpenAIBackend:
                     if response.status_code != 429 and response.status_code < 500:
                         break  # a bad request stays bad: do not retry
                     retry_after = response.headers.get("retry-after")
+                    cause = "429" if response.status_code == 429 else "5xx"
                 if attempt < self.config.max_retries:
+                    self.retries[cause] += 1
                     await asyncio.sleep(backoff_delay(attempt, retry_after))
         logger.warning("Request %s failed: %s", request.key, error)
         return RawOutput(text=error, prompt_tokens=0, completion_tokens=0, finish_reason="error")
