@@ -96,8 +96,13 @@ def _embedded_records(name: str) -> Iterator[dict[str, Any]]:
         return
     from pydoc_data.topics import topics  # CPython's bundled long reference documents
 
+    # Some topic names are aliases of one text; the bundled set is the distinct texts, so
+    # an embedded build does not warn about a duplicate it cannot fix.
+    texts: set[str] = set()
     for topic in sorted(topics):
-        yield {"id": topic, "text": topics[topic]}
+        if topics[topic] not in texts:
+            texts.add(topics[topic])
+            yield {"id": topic, "text": topics[topic]}
 
 
 def _source_files(source: str) -> list[Path] | None:

@@ -143,3 +143,11 @@ def test_validate_source(tmp_path):
 def test_config_validation_names_the_field(kwargs, field):
     with pytest.raises(ValueError, match=f"SourceConfig.{field}"):
         SourceConfig(**kwargs)
+
+
+def test_the_bundled_long_set_has_no_duplicate_to_warn_about(caplog):
+    stats = SourceStats()
+    with caplog.at_level(logging.WARNING):
+        docs = list(load_source(SourceConfig(source="embedded-long"), stats))
+    assert len({d.text for d in docs}) == len(docs) == stats.kept == stats.read
+    assert not stats.skipped and "duplicate" not in caplog.text
