@@ -347,7 +347,11 @@ def _fill_from_store(
         for flag in g.flags:
             flagged[flag] = flagged.get(flag, 0) + 1
     context.filtered = flagged
+    health = store.stats()
     context.store_stats = {
+        "store lines skipped (duplicate / torn / corrupt)": (
+            f"{health['duplicates']:,} / {health['torn_lines']:,} / {health['corrupt_lines']:,}"
+        ),
         "generations behind these configs (incl. flagged)": f"{len(records):,}",
         "prompt tokens": f"{sum(g.prompt_tokens for g in records):,}",
         "completion tokens": f"{sum(g.completion_tokens for g in records):,}",

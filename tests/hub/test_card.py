@@ -131,7 +131,7 @@ def test_filtered_outputs_are_counted_by_reason(tmp_path, sample_docs, dummy_bac
     lines = path.read_text().splitlines()
     record = json.loads(lines[0])
     record["flags"] = ["refusal"]
-    path.write_text("\n".join([json.dumps(record)] + lines[1:]) + "\n")
+    path.write_text("\n".join([json.dumps(record)] + lines[1:]) + "\n" + '{"key": "to')
     result = push_to_hub(
         "my-org/tiny",
         list(corpora),
@@ -143,6 +143,7 @@ def test_filtered_outputs_are_counted_by_reason(tmp_path, sample_docs, dummy_bac
     body = (result.local_dir / "README.md").read_text()
     assert "| refusal | 1 | dropped |" in body and "| truncated | 11 | kept |" in body
     assert "| unusable (empty or refusal) | 1 |" in body
+    assert "| store lines skipped (duplicate / torn / corrupt) | 0 / 1 / 0 |" in body
 
 
 def test_card_rerender_is_byte_identical(exported, tmp_path):
