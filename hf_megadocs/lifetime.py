@@ -7,9 +7,11 @@ or training into a run folder a resumed run also writes. Two mechanisms close th
 
 - :func:`guard_workers`, called by every ``hf-megadocs`` command: a small guardian process,
   forked before any worker exists, notes the command's descendants twice a second; when
-  the command dies, however it dies, the guardian terminates the last noted descendants
-  (SIGTERM, then SIGKILL after a grace period) and exits. SIGTERM to the command becomes a
-  normal exit, so its own ``finally`` blocks shut engines down first.
+  the command dies, however it dies, the guardian terminates them (SIGTERM, then SIGKILL
+  after a grace period) and exits. Workers started since the last look are found too: the
+  command's orphans, reparented to the same reaper as the guardian, in the command's
+  process group, started after it. SIGTERM to the command becomes a normal exit, so its
+  own ``finally`` blocks shut engines down first.
 - :func:`die_with_launcher`, called by the trainer: when a launcher (``accelerate
   launch``, ``torchrun``) started it, the kernel sends it SIGTERM when that launcher dies
   (Linux ``PR_SET_PDEATHSIG``).
@@ -46,12 +48,16 @@ def guard_workers() -> int | None:
     global _guardian_pid
     if _guardian_pid is not None or not hasattr(os, "fork"):
         return _guardian_pid
+    import psutil
+
     parent = os.getpid()
+    # Taken here, not in the guardian: the command may die before the guardian looks.
+    started, group = psutil.Process(parent).create_time(), os.getpgid(0)
     pid = os.fork()
     if pid == 0:  # the guardian: never returns into the caller's code
         code = 0
         try:
-            _guard(parent)
+            _guard(parent, started, group)
         except BaseException:  # noqa: BLE001 - a guardian must exit, never run the job twice
             code = 1
         finally:
@@ -66,7 +72,7 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
-def _guard(parent: int) -> None:
+def _guard(parent: int, started: float, group: int) -> None:
     import psutil
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the job; we clean up after
@@ -75,18 +81,15 @@ def _guard(parent: int) -> None:
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)  # keep stderr: the guardian's one report goes there
     me = os.getpid()
-    try:
-        command = psutil.Process(parent)
-    except psutil.Error:
-        return
     noted: list[psutil.Process] = []
     while os.getppid() == parent:
         try:
-            noted = [p for p in command.children(recursive=True) if p.pid != me]
+            noted = [p for p in psutil.Process(parent).children(recursive=True) if p.pid != me]
         except psutil.Error:
             break
         time.sleep(POLL_S)
-    alive = [p for p in noted if p.is_running()]
+    alive = {p.pid: p for p in noted + _orphans(me, started, group) if p.is_running()}
+    alive = list(alive.values())
     if not alive:
         return
     for process in alive:
@@ -106,6 +109,25 @@ def _guard(parent: int) -> None:
         file=sys.stderr,
         flush=True,
     )
+
+
+def _orphans(me: int, started: float, group: int) -> list:
+    """The dead command's children, reparented like the guardian, and their descendants."""
+    import psutil
+
+    reaper, found = os.getppid(), []
+    for process in psutil.process_iter(["ppid", "create_time"]):
+        try:
+            if (
+                process.pid != me
+                and process.info["ppid"] == reaper
+                and process.info["create_time"] >= started
+                and os.getpgid(process.pid) == group
+            ):
+                found += [process, *process.children(recursive=True)]
+        except (psutil.Error, OSError):
+            continue
+    return found
 
 
 def die_with_launcher() -> bool:

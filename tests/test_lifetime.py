@@ -9,6 +9,7 @@ import sys
 import time
 
 import psutil
+import pytest
 
 from hf_megadocs.lifetime import GRACE_S, POLL_S
 
@@ -45,15 +46,17 @@ def _gone_within(pid: int, seconds: float) -> bool:
     return False
 
 
-def _start(code: str) -> tuple[subprocess.Popen, int]:
+def _start(code: str, settle: bool = True) -> tuple[subprocess.Popen, int]:
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     worker = int(proc.stdout.readline())
-    time.sleep(3 * POLL_S)  # the guardian notes descendants every POLL_S
+    if settle:
+        time.sleep(3 * POLL_S)  # the guardian notes descendants every POLL_S
     return proc, worker
 
 
-def test_workers_of_a_command_killed_with_sigkill_are_stopped():
-    proc, worker = _start(COMMAND)
+@pytest.mark.parametrize("settle", [True, False], ids=["noted", "started_since_last_look"])
+def test_workers_of_a_command_killed_with_sigkill_are_stopped(settle):
+    proc, worker = _start(COMMAND, settle)
     try:
         assert psutil.pid_exists(worker)
         os.kill(proc.pid, signal.SIGKILL)

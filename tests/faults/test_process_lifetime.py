@@ -64,6 +64,7 @@ def test_kill_9_of_generate_stops_the_vllm_engine(tmp_path):
         )
         workers = _descendants(proc.pid)
         assert engine and len(workers) >= 2  # the guardian and the engine, at least
+        # At once: an engine started since the guardian's last look must be found too.
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         wait_for(lambda: not alive(workers), STOPPED_WITHIN_S, "the engine to stop")
