@@ -160,6 +160,7 @@ def _prepare(config: TrainConfig, accelerator: Accelerator) -> Run:
         "num_processes": accelerator.num_processes,
         "gradient_accumulation_steps": accumulation,
         "total_steps": total_steps,
+        "real_passes": data.sampler.real_passes,
     }
     return Run(
         config=config,
@@ -205,12 +206,13 @@ def _start_records(run: Run) -> None:
 def _print_plan(run: Run) -> None:
     """The derived numbers, before step 1 (nanoGPT prints them too)."""
     config, lineage = run.config, run.data.lineage
-    batch, synthetic = config.global_batch_size, config.mix.synthetic_per_batch
+    batch, synthetic = config.global_batch_size, float(config.mix.synthetic_per_batch)
     run.accelerator.print(
         f"params {run.run_info['num_params'] / 1e6:.2f}M | processes "
         f"{run.accelerator.num_processes} × micro {config.micro_batch_size} × accumulation "
         f"{run.accelerator.gradient_accumulation_steps} = {batch} sequences/step "
-        f"({batch - synthetic} real, {synthetic} synthetic)\n"
+        f"({batch - synthetic:g} real, {synthetic:g} synthetic on average; real passes "
+        f"{run.run_info['real_passes']:.4f} for E={config.mix.real_epochs:g})\n"
         f"tokens/step {batch * config.data.seq_len:,} | total steps {run.total_steps:,} "
         f"(warmup {warmup_steps(run.total_steps, config.optim.warmup_fraction)}; running "
         f"{run.planned - run.counters.step:,} from step {run.counters.step}) | real train tokens "

@@ -1,7 +1,11 @@
-"""Exact real/synthetic mixing per global batch: a stateful, rank-sharded batch sampler.
+"""Exact real/synthetic mixing: a stateful, rank-sharded batch sampler.
 
-Every global batch of ``B`` sequences holds exactly ``synthetic_per_batch(B, m)``
-synthetic sequences and the rest real ones — exact per batch, not in expectation.
+The first ``t`` global batches of ``B`` sequences hold exactly ``synthetic_before(t, B, m)
+= round(t·m·B)`` synthetic sequences (cumulative rounding): every batch holds
+``floor(m·B)`` or ``ceil(m·B)`` of them, within one sequence of ``m·B``, and the running
+share is ``m`` to within one sequence over the whole run. Rounding each batch on its own
+instead (58 of 64 at m = 0.9) would shift the share to 0.906 and read the real stream only
+0.9375·E times.
 Each stream is read as an endless sequence of *passes*; pass ``p`` of stream ``s`` is the
 permutation ``default_rng([seed, s, p]).permutation(n_s)``, so both streams repeat as
 needed and every pass is reshuffled. Global batch ``t`` is therefore a pure function of
@@ -10,10 +14,10 @@ whole state is the next step. Rank ``r`` of ``W`` takes rows ``[r·B/W, (r+1)·B
 global batch, after the batch has been shuffled (seeded by step) so real and synthetic
 rows are spread over ranks.
 
-Run length follows the paper: ``total_steps = ceil(ceil(N_real / B) · E / (1 − m))``.
-Since each batch holds ``B − round(m·B)`` real rows, the real stream is read
-``total_steps · (B − k) / N_real`` times, which can differ slightly from ``E`` when
-``m·B`` is not an integer; ``MixingSampler.describe()`` prints the exact figure.
+Run length follows the paper: ``total_steps = ceil(ceil(N_real / B) · E / (1 − m))``, so
+the real stream is read ``E`` times (exactly when ``B`` divides ``N_real`` and the product
+is whole, else up to one batch more); ``MixingSampler.real_passes`` gives the figure, which
+the trainer prints and records.
 
 Repacking per real epoch: the corpus is packed once (seeded unit shuffle) and each pass
 reshuffles the packed *sequences*. The paper reshuffles documents and repacks; that
@@ -30,7 +34,8 @@ from typing import Any
 
 import numpy as np
 
-STATE_VERSION = 1
+STATE_VERSION = 2
+"""2: cumulative rounding of the synthetic count (1 rounded every batch alike)."""
 _ORDER_BLOCK = 1024
 """Steps whose in-batch row orders are drawn together (a cache size, not a setting)."""
 
@@ -44,8 +49,14 @@ def _exact(x: float) -> Fraction:
 
 
 def synthetic_per_batch(global_batch_size: int, synthetic_share: float) -> int:
-    """Synthetic sequences per global batch: ``round(m·B)``, halves rounded up."""
+    """``round(m·B)``, halves rounded up: the nearest whole synthetic count per batch, used
+    to check that a share and a batch size leave room for both streams."""
     return math.floor(_exact(synthetic_share) * global_batch_size + Fraction(1, 2))
+
+
+def synthetic_before(step: int, global_batch_size: int, synthetic_share: float) -> int:
+    """Synthetic sequences in global batches ``[0, step)``: ``round(step·m·B)``, exact."""
+    return math.floor(_exact(synthetic_share) * global_batch_size * step + Fraction(1, 2))
 
 
 def total_steps(
@@ -75,8 +86,9 @@ class MixConfig:
     """How real and synthetic sequences are mixed into global batches."""
 
     synthetic_share: float = 0.0
-    """m: share of synthetic sequences per global batch, in [0, 1) (paper: 0.75 simple,
-    0.9 megadocs). Exactly round(m·B) synthetic sequences per batch."""
+    """m: share of synthetic sequences, in [0, 1) (paper: 0.75 simple, 0.9 megadocs). The
+    first t batches hold exactly round(t·m·B) synthetic sequences; each batch floor(m·B) or
+    ceil(m·B)."""
     real_epochs: float = 1.0
     """E: passes over the real stream that set the run length (> 0; may be fractional)."""
     global_batch_size: int
@@ -112,9 +124,9 @@ class MixConfig:
             )
 
     @property
-    def synthetic_per_batch(self) -> int:
-        """round(m·B): synthetic sequences in every global batch."""
-        return synthetic_per_batch(self.global_batch_size, self.synthetic_share)
+    def synthetic_per_batch(self) -> Fraction:
+        """m·B: synthetic sequences per global batch on average (each batch: floor or ceil)."""
+        return _exact(self.synthetic_share) * self.global_batch_size
 
 
 class MixingSampler:
@@ -142,7 +154,7 @@ class MixingSampler:
         B = config.global_batch_size
         if real_len < 1:
             raise ValueError(f"MixingSampler real_len must be >= 1 sequence, got {real_len}.")
-        if config.synthetic_per_batch > 0 and synthetic_len < 1:
+        if config.synthetic_share > 0 and synthetic_len < 1:
             raise ValueError(
                 f"MixingSampler: synthetic_share={config.synthetic_share} needs synthetic "
                 f"sequences, but synthetic_len={synthetic_len}; pass the synthetic corpus or set "
@@ -163,7 +175,6 @@ class MixingSampler:
         self.total_steps = total_steps(real_len, B, config.real_epochs, config.synthetic_share)
         self.step = 0
         """Next global step to hand out."""
-        self._k = config.synthetic_per_batch
         self._perm_cache: dict[tuple[int, int], np.ndarray] = {}
         self._order_cache: tuple[int, np.ndarray] | None = None
 
@@ -213,13 +224,24 @@ class MixingSampler:
         """All ``B`` ``(stream, index)`` pairs of global step ``step`` (any rank, any order)."""
         if not 0 <= step < self.total_steps:
             raise IndexError(f"step {step} out of range [0, {self.total_steps}).")
-        B, k = self.config.global_batch_size, self._k
-        real = self._read(REAL, step * (B - k), B - k)
-        syn = self._read(SYNTHETIC, step * k, k) if k else np.zeros(0, dtype=np.int64)
+        B = self.config.global_batch_size
+        before = self._synthetic_before(step)
+        k = self._synthetic_before(step + 1) - before
+        real = self._read(REAL, step * B - before, B - k)
+        syn = self._read(SYNTHETIC, before, k) if k else np.zeros(0, dtype=np.int64)
         order = self._row_order(step)
         streams = (order >= B - k).astype(np.int64)  # rows B-k.. of the unshuffled batch
         index = np.concatenate([real, syn])[order]
         return list(zip(streams.tolist(), index.tolist()))
+
+    def _synthetic_before(self, step: int) -> int:
+        return synthetic_before(step, self.config.global_batch_size, self.config.synthetic_share)
+
+    @property
+    def real_passes(self) -> float:
+        """Passes over the real stream the whole run reads (the paper's E, see module doc)."""
+        real_rows = self.total_steps * self.config.global_batch_size
+        return (real_rows - self._synthetic_before(self.total_steps)) / self.real_len
 
     def batch_at(self, step: int) -> list[tuple[int, int]]:
         """This rank's rows of global step ``step`` (pure: does not move the cursor)."""
@@ -243,7 +265,7 @@ class MixingSampler:
         }
 
     def state_dict(self) -> dict[str, Any]:
-        """``{"version": 1, "step": ..., <settings that must match on resume>}``."""
+        """``{"version": 2, "step": ..., <settings that must match on resume>}``."""
         return {"version": STATE_VERSION, "step": self.step, **self._identity()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -270,12 +292,12 @@ class MixingSampler:
 
     def describe(self) -> dict[str, Any]:
         """Derived numbers to print before training (steps, per-batch composition)."""
-        k = self.config.synthetic_per_batch
+        synthetic = float(self.config.synthetic_per_batch)
         return {
             **asdict(self.config),
             "total_steps": self.total_steps,
-            "synthetic_per_batch": k,
-            "real_per_batch": self.config.global_batch_size - k,
+            "synthetic_per_batch": synthetic,
+            "real_per_batch": self.config.global_batch_size - synthetic,
             "per_rank_batch_size": self.per_rank_batch_size,
-            "real_passes": self.total_steps * (self.config.global_batch_size - k) / self.real_len,
+            "real_passes": self.real_passes,
         }

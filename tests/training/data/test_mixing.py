@@ -13,6 +13,7 @@ from hf_megadocs.training.data.mixing import (
     SYNTHETIC,
     MixConfig,
     MixingSampler,
+    synthetic_before,
     synthetic_per_batch,
     total_steps,
 )
@@ -69,16 +70,35 @@ def test_sampler_input_errors():
 
 
 @pytest.mark.parametrize("m, B", [(0.0, 8), (0.5, 8), (0.75, 8), (0.9, 16), (0.3, 7)])
-def test_every_global_batch_has_exact_composition(m, B):
+def test_every_prefix_of_the_run_has_the_exact_share(m, B):
     cfg = MixConfig(synthetic_share=m, global_batch_size=B, real_epochs=2, seed=1)
     sampler = MixingSampler(23, 11, cfg)
-    k = synthetic_per_batch(B, m)
     batches = list(sampler)
     assert len(batches) == len(sampler) == total_steps(23, B, 2, m)
-    for batch in batches:
+    synthetic_so_far = 0
+    for t, batch in enumerate(batches, start=1):
         assert len(batch) == B
-        assert sum(s == SYNTHETIC for s, _ in batch) == k
+        k = sum(s == SYNTHETIC for s, _ in batch)
+        assert math.floor(m * B) <= k <= math.ceil(m * B)  # within one sequence of m·B
+        synthetic_so_far += k
+        assert synthetic_so_far == synthetic_before(t, B, m) == round(t * m * B + 1e-9)
         assert all(0 <= i < (23 if s == REAL else 11) for s, i in batch)
+
+
+@pytest.mark.parametrize("m", [0.0, 0.3, 0.5, 0.75, 0.9])
+@pytest.mark.parametrize("E", [1, 2, 4, 8, 16, 30, 32])
+def test_the_paper_grids_read_the_real_stream_exactly_e_times(m, E):
+    # B = 64 dividing N (10 or, for m = 0.3, 7 batches per epoch): the paper's formula
+    # gives whole runs, so E must come out exact (per-batch rounding gave 58 of 64 at
+    # m = 0.9, i.e. 0.9375·E real passes).
+    n = 64 * (7 if m == 0.3 else 10)
+    sampler = MixingSampler(
+        n, 1000, MixConfig(synthetic_share=m, global_batch_size=64, real_epochs=E)
+    )
+    assert sampler.real_passes == E
+    real = sum(s == REAL for step in range(len(sampler)) for s, _ in sampler.global_batch(step))
+    assert real == n * E
+    assert synthetic_before(len(sampler), 64, m) == len(sampler) * 64 - real
 
 
 def test_each_pass_is_a_fresh_permutation_of_the_stream():
@@ -121,7 +141,7 @@ def test_state_dict_round_trip_mid_run_continues_identically():
     it = iter(first)
     head = [next(it) for _ in range(7)]
     state = first.state_dict()
-    assert state["version"] == 1 and state["step"] == 7
+    assert state["version"] == 2 and state["step"] == 7
     resumed = MixingSampler(17, 5, cfg, rank=1, world_size=2)
     resumed.load_state_dict(state)
     assert head + list(resumed) == uninterrupted
@@ -161,7 +181,7 @@ def test_resume_refuses_changed_settings(change, field):
     with pytest.raises(ValueError, match=field):
         sampler.load_state_dict(state)
     with pytest.raises(ValueError, match="version"):
-        sampler.load_state_dict({**state, "version": 2})
+        sampler.load_state_dict({**state, "version": 1})  # per-batch rounding: other rows
 
 
 def test_accelerate_checkpoint_round_trip(tmp_path):
@@ -181,4 +201,5 @@ def test_accelerate_checkpoint_round_trip(tmp_path):
     resumed.register_for_checkpointing(fresh)
     resumed.load_state(str(tmp_path / "ckpt"))
     assert fresh.step == 3 and list(fresh) == expected
-    assert math.isclose(fresh.describe()["real_passes"], len(fresh) * 2 / 9)
+    real = sum(s == REAL for step in range(len(fresh)) for s, _ in fresh.global_batch(step))
+    assert math.isclose(fresh.describe()["real_passes"], real / 9)
