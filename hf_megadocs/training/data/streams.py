@@ -134,7 +134,7 @@ def build_train_data(config: TrainConfig, tokenizer: Any, accelerator: Accelerat
         real_dd = load_stream(
             data.real_corpus, data.real_path, data.corpus_kwargs, "data.real_path"
         )
-        real_train, validation = _train_and_validation(real_dd, data, config.seed)
+        real_train, validation, held_out = _train_and_validation(real_dd, data, config.seed)
         synthetic_train = None
         if data.has_synthetic:
             syn_dd = load_stream(
@@ -144,6 +144,14 @@ def build_train_data(config: TrainConfig, tokenizer: Any, accelerator: Accelerat
                 "data.synthetic_path",
             )
             synthetic_train = _split(syn_dd, "train", "data.synthetic_corpus")
+            if held_out is not None:
+                synthetic_train = _without_documents(synthetic_train, held_out)
+        if data.real_fraction < 1:
+            real_train = real_subset(real_train, data.real_fraction, "the real stream")
+            if synthetic_train is not None:
+                synthetic_train = real_subset(
+                    synthetic_train, data.real_fraction, "the synthetic stream"
+                )
         tokenize = dict(text_column=data.text_column, num_proc=data.num_proc)
         real_tok = tokenize_corpus(real_train, tokenizer, **tokenize)
         syn_tok = (
@@ -215,11 +223,14 @@ def _split(dd: DatasetDict, name: str, field: str) -> Dataset:
     return dd[name]
 
 
-def _train_and_validation(dd: DatasetDict, data: DataConfig, seed: int) -> tuple[Dataset, Dataset]:
-    """The real train split and validation split; hold out documents when there is none."""
+def _train_and_validation(
+    dd: DatasetDict, data: DataConfig, seed: int
+) -> tuple[Dataset, Dataset, set[str] | None]:
+    """The real train and validation splits, and the held-out ``source_id`` set when the
+    trainer had to hold documents out itself (there was no validation split)."""
     train = _split(dd, "train", "data.real_corpus / data.real_path")
     if data.validation_split in dd and len(dd[data.validation_split]):
-        return train, dd[data.validation_split]
+        return train, dd[data.validation_split], None
     if len(train) <= data.validation_docs:
         raise ValueError(
             f"the real dataset has no {data.validation_split!r} split and only {len(train)} rows, "
@@ -234,7 +245,67 @@ def _train_and_validation(dd: DatasetDict, data: DataConfig, seed: int) -> tuple
         seed,
     )
     parts = train.train_test_split(test_size=data.validation_docs, seed=seed, shuffle=True)
-    return parts["train"], parts["test"]
+    held_out = set(parts["test"]["source_id"]) if "source_id" in train.column_names else set()
+    return parts["train"], parts["test"], held_out
+
+
+SUBSET_HASH_SEED = 1_000_003
+"""Seed of the ``source_id`` hash that picks nested real-data subsets (apart from the
+validation split's, so a subset is not correlated with the held-out documents)."""
+
+
+def real_subset(dataset: Dataset, fraction: float, what: str) -> Dataset:
+    """Rows whose ``source_id`` hashes below ``fraction``: nested across fractions."""
+    from hf_megadocs.generation.splits import split_unit
+
+    if "source_id" not in dataset.column_names:
+        raise ValueError(
+            f"data.real_fraction={fraction} needs a source_id column in {what} to pick the "
+            "same documents in both streams; use hf_megadocs corpora or add the column."
+        )
+    kept = dataset.filter(
+        lambda ids: [split_unit(i, SUBSET_HASH_SEED) < fraction for i in ids],
+        input_columns="source_id",
+        batched=True,
+    )
+    logger.info(
+        "data.real_fraction=%s: %s keeps %d of %d rows", fraction, what, len(kept), len(dataset)
+    )
+    if len(kept) == 0:
+        raise ValueError(
+            f"data.real_fraction={fraction} keeps none of the {len(dataset)} rows of {what}; "
+            "raise it or use more documents."
+        )
+    return kept
+
+
+def _without_documents(synthetic: Dataset, held_out: set[str]) -> Dataset:
+    """``synthetic`` minus the rows made from held-out documents (a stitched or latent row
+    contains its document itself: training on it would leak the validation text)."""
+    if "source_id" not in synthetic.column_names:
+        logger.warning(
+            "the synthetic dataset has no source_id column: rows made from the documents "
+            "held out for validation cannot be removed from it; give the real dataset a "
+            "validation split to be sure validation text is never trained on"
+        )
+        return synthetic
+    if not held_out:
+        raise ValueError(
+            "the synthetic rows carry source_id but the real rows do not, so the documents "
+            "the trainer holds out for validation cannot be removed from the synthetic "
+            "stream (stitched and latent rows contain their document). Give the real "
+            "dataset a validation split, or a source_id column matching the synthetic one."
+        )
+    kept = synthetic.filter(
+        lambda ids: [i not in held_out for i in ids], input_columns="source_id", batched=True
+    )
+    logger.warning(
+        "dropped %d of %d synthetic rows made from the %d documents held out for validation",
+        len(synthetic) - len(kept),
+        len(synthetic),
+        len(held_out),
+    )
+    return kept
 
 
 class StepBatches:

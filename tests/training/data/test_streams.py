@@ -25,3 +25,71 @@ def test_lineage_reads_g_from_the_corpus_not_from_the_rows(tmp_path):
     assert (lineage.method, lineage.num_generations) == ("simple", 4)
     elsewhere = _lineage(Dataset.from_dict({"text": ["a"]}), 1, 1)
     assert (elsewhere.method, elsewhere.num_generations) == ("synthetic", 0)
+
+
+def _real_and_stitched(tmp_path):
+    from hf_megadocs.corpora.load import load_corpus
+
+    kwargs = dict(
+        backend="dummy",
+        max_docs=12,
+        max_new_tokens=8,
+        validation_fraction=0.0,  # no validation split: the trainer must hold out itself
+        long_doc_min_words=None,
+        store_dir=str(tmp_path / "store"),
+        cache_dir=str(tmp_path / "cache"),
+    )
+    return load_corpus("real", **kwargs), load_corpus("stitched_g2", **kwargs)
+
+
+def test_documents_held_out_for_validation_leave_the_synthetic_stream_too(tmp_path, caplog):
+    import logging
+
+    from datasets import DatasetDict
+
+    from hf_megadocs.training.config import DataConfig
+    from hf_megadocs.training.data.streams import _train_and_validation, _without_documents
+
+    real, stitched = _real_and_stitched(tmp_path)
+    data = DataConfig(validation_docs=3)
+    train, validation, held_out = _train_and_validation(
+        DatasetDict(train=real["train"]), data, seed=0
+    )
+    assert held_out == set(validation["source_id"]) and len(held_out) == 3
+    assert not held_out & set(train["source_id"])
+    with caplog.at_level(logging.WARNING):
+        kept = _without_documents(stitched["train"], held_out)
+    assert not held_out & set(kept["source_id"])  # no validation text is trained on
+    assert set(kept["source_id"]) == set(stitched["train"]["source_id"]) - held_out
+    dropped = len(stitched["train"]) - len(kept)
+    assert dropped > 0 and f"dropped {dropped} of {len(stitched['train'])} synthetic" in caplog.text
+
+
+def test_synthetic_rows_with_ids_the_real_rows_lack_are_refused(tmp_path):
+    import pytest
+
+    from hf_megadocs.training.data.streams import _without_documents
+
+    _, stitched = _real_and_stitched(tmp_path)
+    with pytest.raises(ValueError, match="cannot be removed from the synthetic"):
+        _without_documents(stitched["train"], held_out=set())
+
+
+def test_real_fractions_are_nested_and_pick_the_same_documents_in_both_streams(tmp_path):
+    import pytest
+
+    from hf_megadocs.training.data.streams import real_subset
+
+    real, stitched = _real_and_stitched(tmp_path)
+    kept = {}
+    for fraction in (0.25, 0.5, 1.0):
+        real_ids = set(real_subset(real["train"], fraction, "real")["source_id"])
+        synthetic_ids = set(real_subset(stitched["train"], fraction, "synthetic")["source_id"])
+        assert synthetic_ids == real_ids  # megadocs of exactly the kept documents
+        kept[fraction] = real_ids
+    assert kept[0.25] <= kept[0.5] <= kept[1.0] == set(real["train"]["source_id"])
+    assert len(kept[0.25]) < len(kept[1.0])
+    from datasets import Dataset
+
+    with pytest.raises(ValueError, match="needs a source_id column"):
+        real_subset(Dataset.from_dict({"text": ["a"]}), 0.5, "real")
