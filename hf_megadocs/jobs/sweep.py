@@ -42,9 +42,10 @@ DEFAULT_GRID: dict[str, tuple[float, ...]] = {
     "mix.real_epochs": (1, 2, 4, 8, 16, 32),
     "optim.lr": (1e-3, 3e-3, 1e-2),
     "optim.weight_decay": (0.1, 0.4, 0.8, 1.6),
-    "mix.synthetic_share": (0.5, 0.75, 0.9),
+    "mix.synthetic_share": (0.3, 0.5, 0.75, 0.9),
 }
-"""The paper's search space, as TrainConfig override paths → grid values (sorted)."""
+"""The megadocs paper's search space, as TrainConfig override paths → grid values (sorted),
+with Demystifying's ≈30% rephrase share added to the m axis."""
 
 SHORT_NAMES = {
     "mix.real_epochs": "e",

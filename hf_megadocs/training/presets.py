@@ -15,6 +15,7 @@ import yaml
 from hf_megadocs.flags import ConfigError, parse_dataclass
 from hf_megadocs.settings import flat_settings
 from hf_megadocs.training.config import (
+    LLAMA3_TOKENIZER,
     DataConfig,
     EvalConfig,
     ModelConfig,
@@ -25,9 +26,11 @@ from hf_megadocs.training.data.mixing import MixConfig
 
 
 def paper_300m() -> TrainConfig:
-    """The paper's 300M Llama: hidden 768, FFN 2688, 12 layers/heads, untied, 64×4096 batch."""
+    """The paper's 300M Llama: hidden 768, FFN 2688, 12 layers/heads, untied, 64×4096 batch,
+    Llama 3 tokenizer (with SmolLM2's 49k vocabulary the same shape is a 178M model)."""
     return TrainConfig(
         model=ModelConfig(
+            tokenizer=LLAMA3_TOKENIZER,
             hidden_size=768,
             intermediate_size=2688,
             num_hidden_layers=12,
@@ -38,6 +41,7 @@ def paper_300m() -> TrainConfig:
         data=DataConfig(seq_len=4096),
         mix=MixConfig(synthetic_share=0.0, real_epochs=16, global_batch_size=64, seed=0),
         optim=OptimConfig(lr=3e-3, weight_decay=1.6),
+        eval=EvalConfig(max_docs=1000),  # the paper's i.i.d. eval: 1k held-out documents
         mixed_precision="bf16",
         micro_batch_size=8,
         eval_every=500,
@@ -57,6 +61,14 @@ def simple_g32_300m() -> TrainConfig:
     config.data.synthetic_corpus = "simple_g32"
     config.mix = MixConfig(synthetic_share=0.75, real_epochs=16, global_batch_size=64, seed=0)
     config.optim = OptimConfig(lr=3e-3, weight_decay=0.4)
+    return config
+
+
+def simple_g32_m30_300m() -> TrainConfig:
+    """Simple rephrasing at G=32 with Demystifying's ≈30% rephrase share (m=0.3); the other
+    settings are simple_g32_300m's (not tuned at this m)."""
+    config = simple_g32_300m()
+    config.mix.synthetic_share = 0.3
     return config
 
 
@@ -105,6 +117,7 @@ PRESETS: dict[str, Callable[[], TrainConfig]] = {
     "paper_300m": paper_300m,
     "real_only_300m": real_only_300m,
     "simple_g32_300m": simple_g32_300m,
+    "simple_g32_m30_300m": simple_g32_m30_300m,
     "stitched_g32_300m": stitched_g32_300m,
     "latent_g32_300m": latent_g32_300m,
     "tiny_cpu": tiny_cpu,

