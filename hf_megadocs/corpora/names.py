@@ -15,6 +15,7 @@ from typing import Literal
 Method = Literal[
     "real",
     "simple",
+    "simple_no_real",
     "stitched",
     "stitched_real_first",
     "stitched_no_real",
@@ -32,6 +33,7 @@ GENERATED_METHODS: tuple[str, ...] = METHODS[1:]
 
 METHOD_PROMPT: dict[str, str] = {
     "simple": "wiki",
+    "simple_no_real": "wiki",
     "stitched": "wiki",
     "stitched_real_first": "wiki",
     "stitched_no_real": "wiki",
@@ -42,6 +44,13 @@ METHOD_PROMPT: dict[str, str] = {
 }
 """The prompt id each generated method sends. simple and all stitched variants share
 ``wiki``, so they share generations (same requests, same store keys)."""
+
+ONE_ROW_PER_DOC: tuple[str, ...] = ("stitched", "stitched_real_first", "stitched_no_real", "latent")
+"""Methods that assemble each document and its G generations into one row (megadocs);
+the others make one row per generation (and ``simple`` one more for the real document)."""
+
+SHUFFLED: tuple[str, ...] = ("simple", "simple_no_real")
+"""Methods whose rows are shuffled globally (seeded), so related texts are rarely adjacent."""
 
 COMMON_G: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
 """G values listed in ``BUILDER_CONFIGS``; any other G >= 1 works too."""

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from hf_megadocs.corpora import assembly
 from hf_megadocs.corpora.config import MegadocsConfig
+from hf_megadocs.corpora.names import ONE_ROW_PER_DOC
 from hf_megadocs.generation.requests import document_budget, fit_tokens, make_request
 from hf_megadocs.generation.sources import SourceStats, load_source
 from hf_megadocs.generation.store import GenerationStore, resolve_store_dir
@@ -69,11 +70,11 @@ class CorpusPlan:
 
     def units_per_doc(self) -> int:
         """Work units per training document for this method."""
-        if self.method == "simple":
+        if self.method == "real" or self.method in ONE_ROW_PER_DOC:
+            return 1
+        if self.method == "simple":  # the real document is a row of its own too
             return self.num_generations + 1
-        if self.method in ("reformat", "qa", "textbook"):
-            return self.num_generations
-        return 1
+        return self.num_generations  # one row per generation
 
     def num_units(self, split: str) -> int:
         """Work units in ``split`` (each gives at most one row)."""

@@ -12,6 +12,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from hf_megadocs.corpora import assembly
+from hf_megadocs.corpora.names import ONE_ROW_PER_DOC, SHUFFLED
 from hf_megadocs.corpora.plan import READ_CHUNK, CorpusPlan, DocPlan
 from hf_megadocs.records import Generation
 
@@ -58,12 +59,12 @@ def iter_rows(
             yield _row(plan, assembly.assemble_real(doc_plan.doc.text), doc_plan.doc.source_id)
         return
     per_doc = plan.units_per_doc()
-    if plan.method == "simple":
+    if plan.method in SHUFFLED:
         units = _order(len(plan.train) * per_doc, plan.seed)[start:end]
     else:
         units = tuple(range(start, end))
     # (doc index, generation index or -1 for the real doc of a simple row) per unit
-    if per_doc == 1:
+    if plan.method in ONE_ROW_PER_DOC:
         wanted = [(u, None) for u in units]
     elif plan.method == "simple":
         wanted = [(u // per_doc, u % per_doc - 1) for u in units]
@@ -122,7 +123,7 @@ def _assemble_unit(
         if built is None:  # pragma: no cover - malformed outputs are in plan.unusable
             return None
     else:
-        role = "rephrase" if plan.method == "simple" else plan.method
+        role = "rephrase" if plan.method in SHUFFLED else plan.method
         built = assembly.assemble_generation(generation, role)  # type: ignore[arg-type]
     return _row(plan, built, doc.source_id)
 

@@ -54,6 +54,10 @@ METHOD_DESCRIPTIONS: dict[str, str] = {
         "adjacent. It holds the same texts as the matching `stitched` configuration, as "
         "separate documents instead of one megadoc."
     ),
+    "simple_no_real": (
+        "Ablation of simple rephrasing without the copy of the real document: only the G "
+        "rewrites of each document, each its own row, shuffled globally (seeded)."
+    ),
     "stitched": (
         "Stitched megadocs (Kim, Kotha et al., 2026). The G rewrites of a document and then "
         "the real document are joined into one long row, real text last, so the model reads "

@@ -28,6 +28,7 @@ FAST = {"backend": "dummy", "max_docs": DOCS, "max_new_tokens": 24, "validation_
 METHODS_G2 = [
     "stitched_g2",
     "simple_g2",
+    "simple_no_real_g2",
     "stitched_real_first_g2",
     "stitched_no_real_g2",
     "latent_g2",
@@ -85,13 +86,17 @@ def test_every_method_builds_with_lineage(dirs, source_docs):
             if method in ("stitched", "stitched_real_first", "latent"):
                 # removing the non-real segments gives back the real document exactly
                 assert _seg_text(row, {"real"}) == source_docs[row["source_id"]]
-            if method == "stitched_no_real":
+            if method in ("stitched_no_real", "simple_no_real"):
                 assert _seg_text(row, {"real"}) == ""
         if method == "latent":
             assert sum(r["num_generations"] for r in train) == 2 * len(train)
             assert all("<thought>" in r["text"] for r in train)
         if method in ("qa", "textbook"):
             assert {s["role"] for r in train for s in r["segments"]} == {method}
+        if method == "simple_no_real":  # simple's rows minus the real documents' own rows
+            simple = corpora["simple_g2"]["train"]
+            assert len(train) == sum(r["row_generations"] == 1 for r in simple)
+            assert {s["role"] for r in train for s in r["segments"]} == {"rephrase"}
     stitched = corpora["stitched_g2"]["train"]
     assert stitched[0]["segments"][-1]["role"] == "real"
     assert corpora["stitched_real_first_g2"]["train"][0]["segments"][0]["role"] == "real"
@@ -158,6 +163,14 @@ def test_reuse_sends_no_request(dirs, tmp_path):
         assert run["summary"]["generated"] == 0
         assert run["summary"]["cached"] == run["summary"]["requests"] > 0
     assert len(GenerationStore(dirs["store_dir"])) == before
+
+
+@pytest.mark.parametrize("name", ["qa_g1", "textbook_g1", "simple_no_real_g1"])
+def test_one_generation_per_document_makes_one_row_per_generation(dirs, name):
+    # G = 1 once sent these through the megadoc path (KeyError 'qa' inside the builder).
+    train = _load(name, dirs)["train"]
+    assert len(train) > 0 and set(train["row_generations"]) == {1}
+    assert len(set(train["source_id"])) == len(train)
 
 
 def test_unlisted_grammatical_g_works(dirs):
