@@ -14,6 +14,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("hf_megadocs.generation.cli", "fill the generation store for a source corpus"),
     "push": ("hf_megadocs.hub.cli", "export corpora to Parquet + dataset card, upload to the Hub"),
     "report": ("hf_megadocs.analysis.report", "data-efficiency report from training runs"),
+    "study": (
+        "hf_megadocs.jobs.study",
+        "plan, run and summarise a data-efficiency study (L(D) fit, multipliers)",
+    ),
     "demo": (
         "hf_megadocs.jobs.demo",
         "the main job: build corpora, train, report (embedded defaults)",

@@ -1,0 +1,157 @@
+"""The study runner (hf_megadocs.jobs.study): planning, launching, skipping, summarising."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import pytest
+
+from hf_megadocs.jobs import study
+from hf_megadocs.jobs.study import StudyConfig, plan_study, render_study, run_study, summarise
+from tests.analysis.rundirs import law_loss, write_run
+
+
+def small(tmp_path: Path, **kwargs) -> StudyConfig:
+    values = dict(
+        output_dir=str(tmp_path / "study"),
+        real_fractions=[0.125, 0.25, 0.5, 1.0],
+        real_epochs=[1.0, 2.0],
+        methods=["simple", "stitched"],
+        generations=[1, 2],
+        mixed_epochs=2.0,
+        seeds=[0, 1],
+    )
+    values.update(kwargs)
+    return StudyConfig(**values)
+
+
+def test_the_plan_covers_the_law_the_budget_and_every_method(tmp_path):
+    runs = plan_study(small(tmp_path))
+    names = [run.name for run in runs]
+    assert len(names) == len(set(names))
+    real = [r for r in runs if r.method == "real" and r.budget_of is None]
+    assert len(real) == 4 * 2 * 2  # D × epochs × seeds
+    assert {r.real_fraction for r in real} == {0.125, 0.25, 0.5, 1.0}
+    budget = {(r.budget_of, r.real_epochs) for r in runs if r.budget_of is not None}
+    assert budget == {(0.75, 8.0), (0.9, 20.0)}  # E / (1 − m): the mixed runs' steps
+    mixed = [r for r in runs if r.method != "real"]
+    assert len(mixed) == 2 * 2 * 2 and {r.real_fraction for r in mixed} == {1.0}
+    flags = next(r for r in mixed if r.name == "stitched_g2_s1").flags()
+    assert flags[flags.index("--data.synthetic_corpus") + 1] == "stitched_g2"
+    assert flags[flags.index("--mix.synthetic_share") + 1] == "0.9"
+    assert flags[flags.index("--seed") + 1] == "1"
+
+
+def test_finished_runs_are_skipped_and_emitted_commands_are_the_runs_it_launches(
+    tmp_path, monkeypatch
+):
+    config = small(tmp_path)
+    out = Path(config.output_dir)
+    write_run(out, "real_d0.25_e1_s0")  # finished: has summary.json
+    launched: list[list[str]] = []
+    import hf_megadocs.training.launch as launch
+
+    monkeypatch.setattr(launch, "run_training", lambda command: launched.append(command) or 0)
+    assert run_study(config) == []
+    planned = plan_study(config)
+    assert len(launched) == len(planned) - 1
+    assert not any("real_d0.25_e1_s0" in " ".join(c) for c in launched)
+    emit = tmp_path / "commands.sh"
+    run_study(StudyConfig(**{**config.__dict__, "emit": str(emit)}))
+    emitted = [shlex.split(line) for line in emit.read_text().splitlines()]
+
+    def train_args(command: list[str]) -> list[str]:
+        return command[next(i for i, a in enumerate(command) if a.endswith("train.py")) + 1 :]
+
+    assert [train_args(c) for c in emitted] == [train_args(c) for c in launched]
+    assert all(c[:2] == ["accelerate", "launch"] for c in emitted)
+
+
+def test_a_failed_run_is_reported_and_the_others_still_run(tmp_path, monkeypatch):
+    import hf_megadocs.training.launch as launch
+
+    calls = []
+    monkeypatch.setattr(
+        launch,
+        "run_training",
+        lambda command: calls.append(command) or (3 if len(calls) == 1 else 0),
+    )
+    failed = run_study(small(tmp_path))
+    assert len(failed) == 1 and len(calls) == len(plan_study(small(tmp_path)))
+
+
+def test_the_summary_places_each_method_on_the_law_with_the_seed_spread(tmp_path):
+    config = small(tmp_path)
+    out = Path(config.output_dir)
+    full = 1_000_000
+    for run in plan_study(config):
+        tokens = int(full * run.real_fraction)
+        if run.method == "real":
+            # The best epoch count reaches the law; the other one is worse.
+            loss = law_loss(tokens) + (0.0 if run.real_epochs == 2.0 else 0.05) + 0.001 * run.seed
+        else:  # as good as 2× (simple) or 3× (stitched) the real data, ± seed noise
+            factor = 2 if run.method == "simple" else 3
+            loss = law_loss(factor * full) + (0.004 if run.seed else -0.004)
+        write_run(out, run.name, method=run.method, num_generations=run.num_generations,
+                  real_tokens=tokens, iid_loss=loss)  # fmt: skip
+    fit, results, missing = summarise(config)
+    assert missing == [] and len(results) == 4
+    assert fit.n_points == 4
+    by_method = {(r.method, r.num_generations): r for r in results}
+    simple, stitched = by_method[("simple", 2)], by_method[("stitched", 2)]
+    assert simple.multiplier == pytest.approx(2, rel=0.1)
+    assert stitched.multiplier == pytest.approx(3, rel=0.1)
+    assert simple.loss_std == pytest.approx(0.004 * 2**0.5)
+    lo, hi = stitched.interval
+    assert lo < stitched.multiplier < hi
+    assert simple.baseline == "real_d1_e8" and stitched.baseline == "real_d1_e20"
+    text = render_study(fit, results, missing)
+    assert "| stitched | 2 | 2 |" in text and "vs `real_d1_e20`" in text
+
+
+def test_bad_studies_are_refused_with_the_field():
+    with pytest.raises(ValueError, match="real_fractions"):
+        StudyConfig(real_fractions=[0.0, 1.0])
+    with pytest.raises(ValueError, match="synthetic_share"):
+        StudyConfig(synthetic_share={"simple": 1.0})
+    assert study.main(["--real_fractions", "[2]"]) == 2
+
+
+@pytest.mark.slow
+def test_a_tiny_study_runs_end_to_end_through_the_launcher(tmp_path):
+    # Real runs: accelerate launch recipes/train.py on nested subsets of a dummy-generated
+    # corpus; then the same command again only summarises (every run is finished).
+    tiny = [
+        "--data.corpus_kwargs", "{backend: dummy, max_docs: 60, max_new_tokens: 24, "
+        f"store_dir: {tmp_path / 'store'}, cache_dir: {tmp_path / 'cache'}}}",
+        "--data.seq_len", "64", "--model.hidden_size", "32", "--model.intermediate_size", "64",
+        "--model.num_attention_heads", "2", "--model.num_hidden_layers", "1",
+        "--mix.global_batch_size", "4", "--micro_batch_size", "4", "--eval.max_docs", "8",
+        "--eval.long_context_docs", "2", "--eval_every", "0", "--save_every", "0",
+        "--log_with", "none",
+    ]  # fmt: skip
+    argv = [
+        "--output_dir", str(tmp_path / "study"), "--overrides", str(tiny).replace("'", '"'),
+        "--real_fractions", "[0.25, 0.5, 0.75, 1.0]", "--real_epochs", "[1]",
+        "--methods", "[stitched]", "--generations", "[1]", "--mixed_epochs", "1",
+        "--synthetic_share", "{stitched: 0.5}",
+    ]  # fmt: skip
+    assert study.main(argv) == 0
+    text = (tmp_path / "study" / "study.md").read_text()
+    assert "| stitched | 1 | 1 |" in text and "vs `real_d1_e2`" in text
+    summary = (tmp_path / "study" / "real_d0.25_e1_s0" / "config.json").read_text()
+    assert '"real_fraction": 0.25' in summary
+    assert study.main(argv) == 0  # all finished: nothing launched, same answer
+    assert (tmp_path / "study" / "study.md").read_text() == text
+
+
+def test_the_shipped_study_config_parses_and_plans():
+    from hf_megadocs.flags import parse_dataclass
+
+    root = Path(__file__).resolve().parents[2]
+    config = parse_dataclass(
+        StudyConfig, ["--config", str(root / "recipes/configs/study_cpu.yaml")], prog="study"
+    )
+    runs = plan_study(config)
+    assert len(runs) == 4 * 4 * 3 + 2 * 3 + 3 * 3 * 3  # law grid + budget runs + methods
