@@ -179,6 +179,8 @@ class MethodResult:
     interval: tuple[float, float]
     baseline: str
     baseline_loss: float
+    tokenizer: str
+    """The tokenizer the runs used (path or id, with its vocabulary size)."""
 
     @property
     def loss(self) -> float:
@@ -245,6 +247,7 @@ def summarise(config: StudyConfig) -> tuple[Any, list[MethodResult], list[str]]:
                 multiplier=equivalent / real_tokens, interval=(lo, hi),
                 baseline=baselines[0].name.rsplit("_s", 1)[0] if baselines else "(not run)",
                 baseline_loss=base_loss,
+                tokenizer=f"{runs[0].tokenizer} ({runs[0].config.get('vocab_size', '?')} tokens)",
             ))  # fmt: skip
     return fit, results, missing
 
@@ -258,8 +261,8 @@ def render_study(fit: Any, results: Sequence[MethodResult], missing: Sequence[st
         f"{fit.describe()}.",
         "",
         "| method | G | seeds | train tokens | i.i.d. loss | equivalent real tokens | "
-        "multiplier [interval] | Δ vs compute-matched real-only |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "multiplier [interval] | Δ vs compute-matched real-only | tokenizer |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in results:
         interval = f"[{r.interval[0]:.2f}, {r.interval[1]:.2f}]"
@@ -271,7 +274,7 @@ def render_study(fit: Any, results: Sequence[MethodResult], missing: Sequence[st
         lines.append(
             f"| {r.method} | {r.num_generations} | {len(r.losses)} | {r.train_tokens:,} | "
             f"{r.loss:.4f} ± {r.loss_std:.4f} | {r.equivalent_tokens:,.0f} | "
-            f"{r.multiplier:.2f}× {interval} | {delta} |"
+            f"{r.multiplier:.2f}× {interval} | {delta} | {r.tokenizer} |"
         )
     lines += [
         "",

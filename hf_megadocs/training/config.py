@@ -51,6 +51,9 @@ class ModelConfig:
     """Share input embedding and output projection (the paper's model is untied)."""
     vocab_size: int | None = None
     """Output vocabulary; None sizes it to the tokenizer (``len(tokenizer)``)."""
+    train_tokenizer_vocab: int | None = None
+    """Train a byte-level BPE of this many tokens on the real training documents only and
+    use it (saved in ``<output_dir>/tokenizer``, reused on resume); None uses ``tokenizer``."""
     initializer_range: float = 0.02
     """Standard deviation of the normal weight initialisation."""
     attn_implementation: str = "sdpa"

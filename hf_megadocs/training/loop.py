@@ -1,7 +1,8 @@
 """The training loop, read top to bottom (nanoGPT's order on Accelerate).
 
 :func:`train`: run lock, resume target checked (a finished run stops here) → accelerator
-→ tokenizer, model, data → optimizer, schedule → ``prepare`` → resume → print the plan → steps (forward under ``accumulate``, backward, clip, step,
+→ tokenizer, model, data → optimizer, schedule → ``prepare`` → resume → print the plan →
+steps (forward under ``accumulate``, backward, clip, step,
 schedule, zero; log, eval, save when due) → final eval, summary, ``end_training`` (always,
 in ``finally``). Each phase is one named function below.
 """
@@ -134,7 +135,12 @@ def _prepare(config: TrainConfig, accelerator: Accelerator) -> Run:
     from hf_megadocs.training.data.streams import StepBatches, build_train_data
     from hf_megadocs.training.model import build_model, load_tokenizer
 
-    tokenizer = load_tokenizer(config.model)
+    if config.model.train_tokenizer_vocab:
+        from hf_megadocs.training.tokenizer_training import run_tokenizer
+
+        tokenizer = run_tokenizer(config, accelerator)
+    else:
+        tokenizer = load_tokenizer(config.model)
     model = build_model(config.model, tokenizer, config.data.seq_len)
     # Without this, a KV cache built in training hides the attention blocks of
     # megadoc/document mode (transformers then falls back to one causal block per row).
@@ -153,6 +159,7 @@ def _prepare(config: TrainConfig, accelerator: Accelerator) -> Run:
         **config.to_dict(),
         "num_params": num_params,
         "tokenizer": tokenizer.name_or_path,
+        "vocab_size": len(tokenizer),
         "method": data.lineage.method,
         "num_generations": data.lineage.num_generations,
         "real_tokens": data.lineage.real_tokens,

@@ -131,10 +131,7 @@ def build_train_data(config: TrainConfig, tokenizer: Any, accelerator: Accelerat
 
     data = config.data
     with accelerator.main_process_first():
-        real_dd = load_stream(
-            data.real_corpus, data.real_path, data.corpus_kwargs, "data.real_path"
-        )
-        real_train, validation, held_out = _train_and_validation(real_dd, data, config.seed)
+        real_dd, real_train, validation, held_out = real_training_split(config)
         synthetic_train = None
         if data.has_synthetic:
             syn_dd = load_stream(
@@ -146,9 +143,7 @@ def build_train_data(config: TrainConfig, tokenizer: Any, accelerator: Accelerat
             synthetic_train = _split(syn_dd, "train", "data.synthetic_corpus")
             if held_out is not None:
                 synthetic_train = _without_documents(synthetic_train, held_out)
-        if data.real_fraction < 1:
-            real_train = real_subset(real_train, data.real_fraction, "the real stream")
-            if synthetic_train is not None:
+            if data.real_fraction < 1:
                 synthetic_train = real_subset(
                     synthetic_train, data.real_fraction, "the synthetic stream"
                 )
@@ -213,6 +208,19 @@ def build_train_data(config: TrainConfig, tokenizer: Any, accelerator: Accelerat
         eval_set=eval_set,
         lineage=_lineage(synthetic_train, real_tokens, syn_tokens),
     )
+
+
+def real_training_split(
+    config: TrainConfig,
+) -> tuple[DatasetDict, Dataset, Dataset, set[str] | None]:
+    """The real stream: all its splits, the rows trained on (``data.real_fraction``
+    applied), the validation rows, and the ids the trainer held out itself (or None)."""
+    data = config.data
+    real_dd = load_stream(data.real_corpus, data.real_path, data.corpus_kwargs, "data.real_path")
+    real_train, validation, held_out = _train_and_validation(real_dd, data, config.seed)
+    if data.real_fraction < 1:
+        real_train = real_subset(real_train, data.real_fraction, "the real stream")
+    return real_dd, real_train, validation, held_out
 
 
 def _split(dd: DatasetDict, name: str, field: str) -> Dataset:

@@ -1,0 +1,96 @@
+"""A small tokenizer trained on the run's real training documents only.
+
+On a CPU the compute of a tiny model goes to a 49k-row output layer when it uses the
+generator's tokenizer; a byte-level BPE of a few thousand tokens, trained with HF
+``tokenizers`` on the real *training* split (never validation documents, never synthetic
+text), puts it into the transformer instead. The tokenizer is saved in
+``<output_dir>/tokenizer`` and reused from there on resume, so token ids never change
+within a run; ``config.json`` records its path and vocabulary size.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
+    from hf_megadocs.training.config import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+END_OF_TEXT = "<|endoftext|>"
+"""The one special token: EOS after every document, and BOS/padding."""
+
+
+def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: Path) -> Any:
+    """Train a byte-level BPE of ``vocab_size`` tokens on ``texts`` and save it to ``out_dir``."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    if vocab_size < len(byte_level.alphabet()) + 1:
+        raise ValueError(
+            f"model.train_tokenizer_vocab={vocab_size} is below the 256 bytes + 1 special "
+            "token a byte-level BPE needs; use e.g. 4096."
+        )
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = byte_level
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[END_OF_TEXT],
+        initial_alphabet=byte_level.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        eos_token=END_OF_TEXT,
+        bos_token=END_OF_TEXT,
+        pad_token=END_OF_TEXT,
+    )
+    fast.save_pretrained(out_dir)
+    return fast
+
+
+def run_tokenizer(config: TrainConfig, accelerator: Accelerator) -> Any:
+    """This run's trained tokenizer: trained once by the main process, loaded by every rank."""
+    from transformers import AutoTokenizer
+
+    from hf_megadocs.training.data.streams import real_training_split
+
+    folder = Path(config.output_dir) / "tokenizer"
+    vocab_size = config.model.train_tokenizer_vocab
+    with accelerator.main_process_first():
+        if accelerator.is_main_process and not (folder / "tokenizer.json").is_file():
+            _, train, _, _ = real_training_split(config)
+            column = config.data.text_column
+            train_bpe_tokenizer(_texts(train, column), vocab_size, folder)
+            logger.info(
+                "trained a %d-token BPE tokenizer on %d real training documents -> %s",
+                vocab_size,
+                len(train),
+                folder,
+            )
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    if len(tokenizer) != vocab_size:
+        logger.warning(
+            "%s holds %d tokens, not model.train_tokenizer_vocab=%d: it was trained by an "
+            "earlier run of this folder and is kept, so token ids stay the same",
+            folder,
+            len(tokenizer),
+            vocab_size,
+        )
+    return tokenizer
+
+
+def _texts(dataset: Any, column: str, batch_size: int = 1000) -> Iterator[list[str]]:
+    for start in range(0, len(dataset), batch_size):
+        yield dataset[start : start + batch_size][column]
+
+
+__all__ = ["END_OF_TEXT", "run_tokenizer", "train_bpe_tokenizer"]
