@@ -6,6 +6,7 @@
 - :func:`plot_training_curves` — training loss of the real and synthetic streams.
 - :func:`plot_scaling_law` — the fitted L(D) with the real-only points, and every other
   run placed at its equivalent real tokens.
+- :func:`plot_loss_vs_g_with_seeds` — a study's mean loss vs G per method, seed error bars.
 """
 
 from __future__ import annotations
@@ -266,4 +267,37 @@ def plot_scaling_law(fit: ScalingLawFit, runs: Sequence[Run], path: str | Path) 
     ax.set_title("real-only data scaling law")
     ax.grid(True, which="both", alpha=0.25)
     _legend(ax, len(others) + 3)
+    return _save(fig, path)
+
+
+def plot_loss_vs_g_with_seeds(
+    points: dict[str, list[tuple[int, float, float]]],
+    path: str | Path,
+    *,
+    baseline: tuple[str, float] | None = None,
+) -> Path:
+    """Mean i.i.d. loss vs G per method with ± one seed standard deviation as error bars
+    (the shape of the megadocs paper's Figures 2 and 5); ``baseline`` is (label, loss)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.6, 4.0))
+    all_g = sorted({g for series in points.values() for g, _, _ in series})
+    for method in sorted(points):
+        series = sorted(points[method])
+        ax.errorbar(
+            [g for g, _, _ in series],
+            [mean for _, mean, _ in series],
+            yerr=[std for _, _, std in series],
+            marker="o",
+            capsize=3,
+            label=method,
+        )
+    if baseline is not None:
+        ax.axhline(baseline[1], color="black", linestyle="--", linewidth=1, label=baseline[0])
+    if all_g:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(all_g, [str(g) for g in all_g])
+    ax.set_xlabel("generations per document G")
+    ax.set_ylabel("i.i.d. loss (nats/token), mean ± std over seeds")
+    ax.grid(True, alpha=0.3)
+    _legend(ax, len(points) + 1)
     return _save(fig, path)

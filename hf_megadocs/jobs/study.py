@@ -191,7 +191,21 @@ class MethodResult:
         return statistics.stdev(self.losses) if len(self.losses) > 1 else 0.0
 
 
-def summarise(config: StudyConfig) -> tuple[Any, list[MethodResult], list[str]]:
+@dataclass
+class StudyResult:
+    """What a study found so far."""
+
+    fit: Any
+    """The data law (``hf_megadocs.analysis.fit.ScalingLawFit``)."""
+    results: list[MethodResult]
+    """Each method × G, placed on the law."""
+    missing: list[str]
+    """Planned runs not finished yet."""
+    runs: dict[str, Any]
+    """Finished runs by name (``hf_megadocs.analysis.runs.Run``)."""
+
+
+def summarise(config: StudyConfig) -> StudyResult:
     """The data law, each method × G on it, and the planned runs not finished yet."""
     from hf_megadocs.analysis.fit import efficiency_interval, equivalent_real_tokens, fit_power_law
     from hf_megadocs.analysis.runs import load_run
@@ -249,11 +263,47 @@ def summarise(config: StudyConfig) -> tuple[Any, list[MethodResult], list[str]]:
                 baseline_loss=base_loss,
                 tokenizer=f"{runs[0].tokenizer} ({runs[0].config.get('vocab_size', '?')} tokens)",
             ))  # fmt: skip
-    return fit, results, missing
+    return StudyResult(fit=fit, results=results, missing=missing, runs=done)
 
 
-def render_study(fit: Any, results: Sequence[MethodResult], missing: Sequence[str]) -> str:
-    """The study's answer as Markdown: the law, then one row per method × G."""
+def write_figures(config: StudyConfig, study: StudyResult) -> list[tuple[str, Path]]:
+    """L(D) with every method placed, loss vs G with seed error bars, long-context loss by
+    position: PNGs under ``<output_dir>/figures``; (title, path) each."""
+    from hf_megadocs.analysis.plots import (
+        plot_long_context_by_position,
+        plot_loss_vs_g_with_seeds,
+        plot_scaling_law,
+    )
+
+    folder = Path(config.output_dir) / "figures"
+    first_seed = [
+        run for name, run in study.runs.items()
+        if run.method != "real" and name.endswith(f"_s{config.seeds[0]}")
+    ]  # fmt: skip
+    figures = [("Data law, each method at its equivalent real tokens (first seed)",
+                plot_scaling_law(study.fit, first_seed, folder / "data_law.png"))]  # fmt: skip
+    points: dict[str, list[tuple[int, float, float]]] = {}
+    for r in study.results:
+        points.setdefault(r.method, []).append((r.num_generations, r.loss, r.loss_std))
+    baselines = [r for r in study.results if math.isfinite(r.baseline_loss)]
+    baseline = (
+        (f"real only ({baselines[0].baseline})", baselines[0].baseline_loss) if baselines else None
+    )
+    figures.append(("i.i.d. loss vs G (mean ± std over seeds)",
+                    plot_loss_vs_g_with_seeds(points, folder / "loss_vs_g.png", baseline=baseline)))  # fmt: skip
+    long = plot_long_context_by_position(first_seed, folder / "long_context_by_position.png")
+    if long is not None:
+        figures.append(("Long-context loss by position (first seed)", long))
+    return figures
+
+
+def render_study(
+    fit: Any,
+    results: Sequence[MethodResult],
+    missing: Sequence[str],
+    figures: Sequence[tuple[str, Path]] = (),
+) -> str:
+    """The study's answer as Markdown: the law, one row per method × G, the figures."""
     lines = [
         "# Data-efficiency study",
         "",
@@ -282,6 +332,8 @@ def render_study(fit: Any, results: Sequence[MethodResult], missing: Sequence[st
         "law's residual noise and the spread over seeds. Each Δ is against the real-only run "
         "on the same real data trained for the same number of steps.",
     ]
+    for title, path in figures:
+        lines += ["", f"![{title}](figures/{path.name})"]
     if missing:
         lines += ["", f"Not finished yet ({len(missing)}): " + ", ".join(missing) + "."]
     return "\n".join(lines) + "\n"
@@ -309,16 +361,17 @@ def main(argv: list[str] | None = None) -> int:
     if config.emit is not None:
         return 0
     try:
-        fit, results, missing = summarise(config)
+        study = summarise(config)
     except InsufficientPointsError as error:
         print(f"hf-megadocs study: no data law yet: {error}", file=sys.stderr)
         return 1
-    text = render_study(fit, results, missing)
+    figures = write_figures(config, study)
+    text = render_study(study.fit, study.results, study.missing, figures)
     path = Path(config.output_dir) / "study.md"
     path.write_text(text)
     print(text + f"\nwritten to {path}")
-    return 1 if failed or missing else 0
+    return 1 if failed or study.missing else 0
 
 
-__all__ = ["MethodResult", "PlannedRun", "StudyConfig", "main", "plan_study", "render_study",
-           "run_study", "summarise"]  # fmt: skip
+__all__ = ["MethodResult", "PlannedRun", "StudyConfig", "StudyResult", "main", "plan_study",
+           "render_study", "run_study", "summarise", "write_figures"]  # fmt: skip

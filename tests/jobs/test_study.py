@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 
 from hf_megadocs.jobs import study
-from hf_megadocs.jobs.study import StudyConfig, plan_study, render_study, run_study, summarise
+from hf_megadocs.jobs.study import (
+    StudyConfig,
+    plan_study,
+    render_study,
+    run_study,
+    summarise,
+    write_figures,
+)
 from tests.analysis.rundirs import law_loss, write_run
 
 
@@ -95,7 +102,8 @@ def test_the_summary_places_each_method_on_the_law_with_the_seed_spread(tmp_path
             loss = law_loss(factor * full) + (0.004 if run.seed else -0.004)
         write_run(out, run.name, method=run.method, num_generations=run.num_generations,
                   real_tokens=tokens, iid_loss=loss)  # fmt: skip
-    fit, results, missing = summarise(config)
+    study_result = summarise(config)
+    fit, results, missing = study_result.fit, study_result.results, study_result.missing
     assert missing == [] and len(results) == 4
     assert fit.n_points == 4
     by_method = {(r.method, r.num_generations): r for r in results}
@@ -106,8 +114,14 @@ def test_the_summary_places_each_method_on_the_law_with_the_seed_spread(tmp_path
     lo, hi = stitched.interval
     assert lo < stitched.multiplier < hi
     assert simple.baseline == "real_d1_e8" and stitched.baseline == "real_d1_e20"
-    text = render_study(fit, results, missing)
+    figures = write_figures(config, study_result)
+    assert [path.name for _, path in figures] == [
+        "data_law.png", "loss_vs_g.png", "long_context_by_position.png",
+    ]  # fmt: skip
+    assert all(path.stat().st_size > 10_000 for _, path in figures)  # real drawings
+    text = render_study(fit, results, missing, figures)
     assert "| stitched | 2 | 2 |" in text and "vs `real_d1_e20`" in text
+    assert "![i.i.d. loss vs G (mean ± std over seeds)](figures/loss_vs_g.png)" in text
 
 
 def test_bad_studies_are_refused_with_the_field():
@@ -140,6 +154,7 @@ def test_a_tiny_study_runs_end_to_end_through_the_launcher(tmp_path):
     assert study.main(argv) == 0
     text = (tmp_path / "study" / "study.md").read_text()
     assert "| stitched | 1 | 1 |" in text and "vs `real_d1_e2`" in text
+    assert (tmp_path / "study" / "figures" / "loss_vs_g.png").is_file()
     summary = (tmp_path / "study" / "real_d0.25_e1_s0" / "config.json").read_text()
     assert '"real_fraction": 0.25' in summary
     assert study.main(argv) == 0  # all finished: nothing launched, same answer
