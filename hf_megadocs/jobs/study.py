@@ -188,7 +188,12 @@ class MethodResult:
 
     @property
     def loss_std(self) -> float:
-        return statistics.stdev(self.losses) if len(self.losses) > 1 else 0.0
+        return _seed_std(self.losses)
+
+
+def _seed_std(losses: Sequence[float]) -> float:
+    """Standard deviation over seeds (0 for a single seed)."""
+    return statistics.stdev(losses) if len(losses) > 1 else 0.0
 
 
 @dataclass
@@ -239,7 +244,7 @@ def summarise(config: StudyConfig) -> StudyResult:
             losses = [r.iid_loss for r in runs]
             mean = statistics.fmean(losses)
             real_tokens = runs[0].real_tokens
-            spread = statistics.stdev(losses) if len(losses) > 1 else 0.0
+            spread = _seed_std(losses)
             lo, hi = efficiency_interval(mean, real_tokens, fit)
             # Seed spread: the multiplier at mean ± one standard deviation widens the interval.
             lo = min(lo, equivalent_real_tokens(mean + spread, fit) / real_tokens)
