@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 
-
 from hf_megadocs.jsonl import SkippedLine, append_record, read_records
 
 

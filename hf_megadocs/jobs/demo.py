@@ -1,14 +1,18 @@
-"""``hf-megadocs demo``: the main job on the embedded defaults, end to end.
+"""``hf-megadocs demo``: the main job on the embedded defaults, a small data-efficiency study.
 
 1. Builds ``real``, ``simple_g{G}``, ``stitched_g{G}`` and ``latent_g{G}`` through
    ``datasets.load_dataset("hf_megadocs", ...)`` with the embedded generator (vLLM when
-   installed) on the embedded news corpus; generations land in the shared store, so a
-   rerun generates nothing.
-2. Trains one small model per corpus through ``accelerate launch recipes/train.py`` with
-   the same real data, real epochs and seed; synthetic corpora are mixed at share ``m``.
-3. Writes the report (Markdown + PNG) and prints the results table.
+   installed) on the embedded news corpus, with one engine; generations land in the shared
+   store, so a rerun generates nothing.
+2. Trains one small BPE tokenizer on the real training split and, through
+   ``accelerate launch recipes/train.py``, real-only models at four nested real-data sizes
+   over an epoch grid (the data law), then one model per method mixed at share ``m``.
+3. Prints and writes ``<output_dir>/study/study.md``: the law, and per method the i.i.d.
+   and long-context loss, the data-efficiency multiplier with its interval, and the Δ
+   against the real-only run trained for as many steps; PNG figures beside it.
 
-At this size the job shows the pipeline working; the papers' effect sizes need their scale.
+It is :mod:`hf_megadocs.jobs.study` with small defaults; the papers' effect sizes need
+their scale.
 """
 
 from __future__ import annotations
@@ -21,9 +25,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hf_megadocs.corpora.names import format_config_name
 from hf_megadocs.generation.backends import BACKEND_NAMES, BackendName
-from hf_megadocs.training.launch import launch_command, repo_root, run_training, shell_line
+from hf_megadocs.jobs.study import execute_study
+from hf_megadocs.jobs.study_plan import StudyConfig
+from hf_megadocs.training.launch import repo_root
 
 logger = logging.getLogger(__name__)
 
@@ -35,12 +40,12 @@ class DemoConfig:
     """What the main job builds and trains."""
 
     output_dir: str = "outputs/demo"
-    """Where runs, the report and the corpus summary go."""
+    """Where the study (runs, ``study.md``, figures) and the job's config go."""
     num_generations: int = 2
     """G: generations per source document for every synthetic method."""
     methods: tuple[str, ...] = METHODS
-    """Synthetic methods trained next to the real-only baseline, e.g. '[simple,stitched]'."""
-    max_docs: int = 80
+    """Synthetic methods placed on the data law, e.g. '[simple,stitched]'."""
+    max_docs: int = 120
     """Source documents read from the embedded corpus (train + validation), in documents."""
     max_new_tokens: int = 160
     """Generation length cap per sample, in generator tokens."""
@@ -48,8 +53,18 @@ class DemoConfig:
     """Share of source documents held out (never generated from) for the i.i.d. loss."""
     synthetic_share: float = 0.5
     """m: share of synthetic sequences in every global batch of the synthetic runs."""
-    real_epochs: float = 4
-    """E: passes over the real training tokens (the same for every run)."""
+    real_epochs: float = 8
+    """E: passes over the real training tokens of every synthetic run (their steps are
+    E/(1−m) real epochs' worth; the grid below holds that count for the fair Δ)."""
+    real_fractions: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
+    """Real-data sizes of the real-only runs, as shares of the real training documents."""
+    real_epoch_grid: tuple[float, ...] = (4, 8, 16, 32)
+    """Epoch counts tried by the real-only runs at each size (the best one enters the law)."""
+    tokenizer_vocab: int | None = 2048
+    """Tokens of the BPE tokenizer trained on the real training split for every run; None
+    uses the training config's (the generator's 49k vocabulary)."""
+    seeds: tuple[int, ...] = (0,)
+    """Seeds of every run; more seeds give the table a seed spread."""
     train_config: str = "recipes/configs/tiny_cpu.yaml"
     """Training config every run starts from (relative to the repository root)."""
     store_dir: str | None = None
@@ -78,8 +93,11 @@ class DemoConfig:
             raise ValueError(
                 f"DemoConfig.synthetic_share must be in (0, 1), got {self.synthetic_share}."
             )
-        if self.real_epochs <= 0:
-            raise ValueError(f"DemoConfig.real_epochs must be > 0, got {self.real_epochs}.")
+        if self.real_epochs <= 0 or any(e <= 0 for e in self.real_epoch_grid):
+            raise ValueError(
+                f"DemoConfig.real_epochs and real_epoch_grid must be > 0, got "
+                f"{self.real_epochs} and {list(self.real_epoch_grid)}."
+            )
         if self.backend not in BACKEND_NAMES:
             raise ValueError(
                 f"DemoConfig.backend must be one of {BACKEND_NAMES}, got {self.backend!r}."
@@ -100,119 +118,47 @@ class DemoConfig:
         kwargs.update(self.corpus_overrides)
         return kwargs
 
-    def corpus_names(self) -> list[str]:
-        """``real`` first, then one config per method at G."""
-        return ["real"] + [format_config_name(m, self.num_generations) for m in self.methods]
+    def study(self) -> StudyConfig:
+        """The study this job runs."""
+        overrides = [
+            "--data.real_corpus", "real",
+            "--data.corpus_kwargs", json.dumps(self.corpus_kwargs()),
+            "--eval_every", "0",
+            "--log_with", "none",
+        ]  # fmt: skip
+        if self.max_steps is not None:
+            overrides += ["--max_steps", str(self.max_steps)]
+        return StudyConfig(
+            output_dir=str(Path(self.output_dir).resolve() / "study"),
+            train_config=str(repo_root() / self.train_config),
+            preset=None,
+            overrides=overrides,
+            real_fractions=list(self.real_fractions),
+            real_epochs=list(self.real_epoch_grid),
+            methods=list(self.methods),
+            generations=[self.num_generations],
+            synthetic_share={method: self.synthetic_share for method in self.methods},
+            mixed_epochs=self.real_epochs,
+            seeds=list(self.seeds),
+            tokenizer_vocab=self.tokenizer_vocab,
+            num_processes=self.num_processes,
+        )
 
 
-def build_corpora(config: DemoConfig) -> list[dict[str, Any]]:
-    """Step 1: build every corpus with one generation engine, and summarise each.
-
-    :func:`~hf_megadocs.corpora.load.shared_backend` plans every corpus first and starts one
-    engine sized for all their missing generations (none when the store has them all);
-    each corpus is then built by the ``datasets`` builder with that engine.
-    """
-    from hf_megadocs.corpora.load import load_corpus, shared_backend
-
-    names, kwargs = config.corpus_names(), config.corpus_kwargs()
-    backend = shared_backend(names, **kwargs)
-    summaries = []
-    try:
-        for name in names:
-            start = time.perf_counter()
-            corpus = load_corpus(name, generation_backend=backend, **kwargs)
-            train = corpus["train"]
-            summaries.append(
-                {
-                    "config": name,
-                    "train_rows": train.num_rows,
-                    "train_chars": sum(len(t) for t in train["text"]),
-                    "validation_rows": corpus["validation"].num_rows
-                    if "validation" in corpus
-                    else 0,
-                    "seconds": round(time.perf_counter() - start, 1),
-                }
-            )
-            logger.info("built %s: %s", name, summaries[-1])
-    finally:
-        if backend is not None:
-            backend.close()
-    return summaries
-
-
-def train_command(config: DemoConfig, corpus: str, run_dir: Path) -> list[str]:
-    """Step 2: the ``accelerate launch recipes/train.py`` command of one run."""
-    synthetic = corpus != "real"
-    args = [
-        "--config",
-        str(repo_root() / config.train_config),
-        "--output_dir",
-        str(run_dir),
-        "--data.real_corpus",
-        "real",
-        "--data.synthetic_corpus",
-        corpus if synthetic else "null",
-        "--mix.synthetic_share",
-        str(config.synthetic_share if synthetic else 0.0),
-        "--mix.real_epochs",
-        str(config.real_epochs),
-        "--data.corpus_kwargs",
-        json.dumps(config.corpus_kwargs()),
-        "--log_with",
-        "none",
-        # A run killed part-way resumes from its last checkpoint (a fresh start if none).
-        "--resume_from_checkpoint",
-        "latest",
-    ]
-    if config.max_steps is not None:
-        args += ["--max_steps", str(config.max_steps)]
-    return launch_command(args, num_processes=config.num_processes)
-
-
-def train_runs(config: DemoConfig) -> list[Path]:
-    """Train one model per corpus; a run with a ``summary.json`` is not trained again."""
-    run_dirs = []
-    for corpus in config.corpus_names():
-        run_dir = Path(config.output_dir).resolve() / "runs" / corpus
-        run_dirs.append(run_dir)
-        if (run_dir / "summary.json").is_file():
-            logger.info("run %s already finished, skipping", run_dir)
-            continue
-        command = train_command(config, corpus, run_dir)
-        logger.info("training %s: %s", corpus, shell_line(command))
-        returncode = run_training(command)
-        if returncode != 0:
-            raise RuntimeError(
-                f"training run for {corpus!r} failed with exit code {returncode}; "
-                f"its logs are above and its files in {run_dir}. Rerun `hf-megadocs demo` "
-                "to resume: finished runs and stored generations are reused."
-            )
-    return run_dirs
-
-
-def run_demo(config: DemoConfig) -> Path:
-    """The whole main job; returns the report's path."""
-    from hf_megadocs.analysis import report as report_module
-
+def run_demo(config: DemoConfig) -> int:
+    """The whole main job; 0 when every run finished and ``study.md`` is written."""
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "demo_config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
     started = time.perf_counter()
-    corpora = build_corpora(config)
-    (out / "corpora.json").write_text(json.dumps(corpora, indent=2) + "\n")
-    build_s = time.perf_counter() - started
-    run_dirs = train_runs(config)
-    train_s = time.perf_counter() - started - build_s
-    if report_module.main([str(d) for d in run_dirs] + ["--out", str(out / "report")]) != 0:
-        raise RuntimeError(f"the report over {out / 'runs'} failed; its error is above.")
-    report = out / "report" / "report.md"
+    code = execute_study(config.study())
     print(
-        f"\nmain job done in {time.perf_counter() - started:.0f} s "
-        f"(corpora {build_s:.0f} s, training {train_s:.0f} s); report: {report}\n"
-        "At this size the demo shows the pipeline working; the papers' effect sizes need "
-        "their scale (164k documents, G up to 32, 300M-parameter models)."
+        f"\nmain job done in {time.perf_counter() - started:.0f} s; study: "
+        f"{out / 'study' / 'study.md'}\n"
+        "At this size the demo shows the pipeline and the protocol working; the papers' "
+        "effect sizes need their scale (164k documents, G up to 32, 300M-parameter models)."
     )
-    return report
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -225,14 +171,14 @@ def main(argv: list[str] | None = None) -> int:
             argv,
             prog="hf-megadocs demo",
             description="The main job on the embedded defaults: build real, simple, stitched "
-            "and latent corpora with one generation engine, train one small model per corpus "
-            "with accelerate, and write the report.",
+            "and latent corpora with one generation engine, fit the data law from real-only "
+            "runs at four real-data sizes, place each method on it and print the "
+            "data-efficiency multipliers.",
         )
-    except ConfigError as error:
+    except (ConfigError, ValueError) as error:
         print(f"hf-megadocs demo: error: {error}", file=sys.stderr)
         return 2
-    run_demo(config)
-    return 0
+    return run_demo(config)
 
 
 if __name__ == "__main__":

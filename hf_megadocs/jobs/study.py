@@ -15,122 +15,78 @@ table is against that run, named in the table.
 
 from __future__ import annotations
 
+import json
 import logging
-import math
-import statistics
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+import time
 from pathlib import Path
 from typing import Any
 
 from hf_megadocs.flags import ConfigError, parse_dataclass
+from hf_megadocs.jobs.study_plan import (
+    PlannedRun,
+    StudyConfig,
+    base_flags,
+    plan_study,
+    train_study_tokenizer,
+    training_flags,
+)
+from hf_megadocs.jobs.study_summary import (
+    MethodResult,
+    StudyResult,
+    render_study,
+    summarise,
+    write_figures,
+)
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass(kw_only=True)
-class StudyConfig:
-    """One study: the runs it plans and where they go."""
+def build_corpora(names: list[str], corpus_kwargs: dict[str, Any]) -> list[dict[str, Any]]:
+    """Build every corpus in ``names`` with one generation engine; a summary of each.
 
-    output_dir: str = "runs/study"
-    """Folder of the study: one run folder per planned run, plus ``study.md``."""
-    train_config: str | None = None
-    """Training YAML every run starts from (``--config``); None uses ``preset``."""
-    preset: str | None = "tiny_cpu"
-    """Training preset every run starts from, when ``train_config`` is None."""
-    overrides: list[str] = field(default_factory=list)
-    """Training flags for every run (``["--data.corpus_kwargs", "{max_docs: 80}"]``)."""
-    real_fractions: list[float] = field(default_factory=lambda: [0.125, 0.25, 0.5, 1.0])
-    """Real-data sizes D as shares of the real training documents (nested subsets)."""
-    real_epochs: list[float] = field(default_factory=lambda: [1.0, 2.0, 4.0, 8.0])
-    """Epoch grid of the real-only runs at each D; the best per D enters the law."""
-    methods: list[str] = field(default_factory=lambda: ["simple", "stitched", "latent"])
-    """Corpus methods of the mixed runs (``<method>_g<G>`` corpora)."""
-    generations: list[int] = field(default_factory=lambda: [1, 2, 4])
-    """G values of the mixed runs (the store makes every smaller G free)."""
-    synthetic_share: dict[str, float] = field(
-        default_factory=lambda: {"simple": 0.75, "stitched": 0.9, "latent": 0.9}
-    )
-    """m per method (the paper's tuned shares); methods not listed use 0.75."""
-    mixed_epochs: float = 4.0
-    """E (real epochs) of every mixed run."""
-    seeds: list[int] = field(default_factory=lambda: [0])
-    """Seeds of every planned run (model init, data order)."""
-    num_processes: int = 1
-    """Training processes per run."""
-    emit: str | None = None
-    """Write the runs' commands to this file (one per line) instead of running them."""
+    :func:`~hf_megadocs.corpora.load.shared_backend` plans every corpus first and starts one
+    engine sized for all their missing generations (none when the store has them all);
+    each corpus is then built by the ``datasets`` builder with that engine, so the runs
+    that load it after read the ``datasets`` cache.
+    """
+    from hf_megadocs.corpora.load import load_corpus, shared_backend
 
-    def __post_init__(self) -> None:
-        if not self.real_fractions or not all(0 < f <= 1 for f in self.real_fractions):
-            raise ValueError(f"real_fractions must be shares in (0, 1], got {self.real_fractions}.")
-        if not self.seeds or not self.real_epochs:
-            raise ValueError("seeds and real_epochs need at least one value each.")
-        if any(not 0 <= self.share(m) < 1 for m in self.methods):
-            raise ValueError(f"synthetic_share values must be in [0, 1): {self.synthetic_share}.")
-
-    def share(self, method: str) -> float:
-        return self.synthetic_share.get(method, 0.75)
+    backend = shared_backend(names, **corpus_kwargs)
+    summaries = []
+    try:
+        for name in names:
+            start = time.perf_counter()
+            corpus = load_corpus(name, generation_backend=backend, **corpus_kwargs)
+            summaries.append({
+                "config": name,
+                "train_rows": corpus["train"].num_rows,
+                "train_chars": sum(len(text) for text in corpus["train"]["text"]),
+                "validation_rows": corpus["validation"].num_rows if "validation" in corpus else 0,
+                "seconds": round(time.perf_counter() - start, 1),
+            })  # fmt: skip
+            logger.info("built %s: %s", name, summaries[-1])
+    finally:
+        if backend is not None:
+            backend.close()
+    return summaries
 
 
-@dataclass(frozen=True)
-class PlannedRun:
-    """One training run of a study."""
+def build_study_corpora(config: StudyConfig, runs: list[PlannedRun]) -> None:
+    """Build the hf_megadocs corpora ``runs`` train on, before any run starts (one engine
+    for every generation; ``<output_dir>/corpora.json`` summarises them). Local datasets
+    (``data.real_path``) are left to the runs."""
+    from hf_megadocs.training.presets import load_config
 
-    name: str
-    """Its folder under the study's ``output_dir``."""
-    method: str
-    """"real" or a corpus method."""
-    num_generations: int
-    real_fraction: float
-    real_epochs: float
-    synthetic_share: float
-    seed: int
-    budget_of: float | None = None
-    """For a compute-matched real-only run: the synthetic share whose runs it matches."""
-
-    def flags(self) -> list[str]:
-        """Training flags that make this run what it is (after the study's own flags)."""
-        corpus = "null" if self.method == "real" else f"{self.method}_g{self.num_generations}"
-        return [
-            "--data.synthetic_corpus", corpus,
-            "--mix.synthetic_share", f"{self.synthetic_share:g}",
-            "--mix.real_epochs", f"{self.real_epochs:g}",
-            "--data.real_fraction", f"{self.real_fraction:g}",
-            "--seed", str(self.seed), "--mix.seed", str(self.seed),
-        ]  # fmt: skip
-
-
-def plan_study(config: StudyConfig) -> list[PlannedRun]:
-    """Every run of ``config``: real-only grid, compute-matched real-only runs, mixed runs."""
-    runs: dict[str, PlannedRun] = {}
-
-    def add(run: PlannedRun) -> None:
-        runs.setdefault(run.name, run)
-
-    for seed in config.seeds:
-        for fraction in sorted(config.real_fractions):
-            for epochs in sorted(config.real_epochs):
-                add(PlannedRun(f"real_d{fraction:g}_e{epochs:g}_s{seed}", "real", 0, fraction,
-                               epochs, 0.0, seed))  # fmt: skip
-        for share in sorted({config.share(m) for m in config.methods}):
-            epochs = round(config.mixed_epochs / (1 - share), 9)  # the mixed runs' steps
-            add(PlannedRun(f"real_d1_e{epochs:g}_s{seed}", "real", 0, 1.0, epochs, 0.0, seed,
-                           budget_of=share))  # fmt: skip
-        for method in config.methods:
-            for g in sorted(config.generations):
-                add(PlannedRun(f"{method}_g{g}_s{seed}", method, g, 1.0, config.mixed_epochs,
-                               config.share(method), seed))  # fmt: skip
-    return list(runs.values())
-
-
-def _base_flags(config: StudyConfig) -> list[str]:
-    if config.train_config is not None:
-        base = ["--config", config.train_config]
-    else:
-        base = ["--preset", config.preset] if config.preset else []
-    return [*base, *config.overrides]
+    data = load_config(overrides=training_flags(config)).data
+    names = [data.real_corpus] if data.real_path is None and data.real_corpus else []
+    names += sorted({f"{r.method}_g{r.num_generations}" for r in runs if r.method != "real"})
+    if not names:
+        return
+    summaries = build_corpora(names, data.corpus_kwargs)
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "corpora.json").write_text(json.dumps(summaries, indent=2) + "\n")
 
 
 def run_study(config: StudyConfig) -> list[str]:
@@ -140,10 +96,15 @@ def run_study(config: StudyConfig) -> list[str]:
     out = Path(config.output_dir)
     planned = plan_study(config)
     todo = [run for run in planned if not (out / run.name / "summary.json").is_file()]
+    if todo and config.emit is None:
+        # Emitted runs build their corpora themselves (or read a store filled elsewhere).
+        build_study_corpora(config, todo)
+    if todo:
+        train_study_tokenizer(config)
     logger.info("study %s: %d runs planned, %d finished, %d to run", out, len(planned),
                 len(planned) - len(todo), len(todo))  # fmt: skip
     commands = [
-        (run, [*_base_flags(config), *run.flags(), "--output_dir", str(out / run.name),
+        (run, [*base_flags(config), *run.flags(), "--output_dir", str(out / run.name),
                "--resume_from_checkpoint", "latest"])
         for run in todo
     ]  # fmt: skip
@@ -156,192 +117,17 @@ def run_study(config: StudyConfig) -> list[str]:
         logger.info("wrote %d commands to %s", len(lines), config.emit)
         return []
     failed = []
+    started = time.perf_counter()
     for index, (run, flags) in enumerate(commands, start=1):
         logger.info("study run %d/%d: %s", index, len(commands), run.name)
         code = run_training(launch_command(flags, num_processes=config.num_processes))
         if code != 0:
             logger.error("study run %s exited with %d; the others go on", run.name, code)
             failed.append(run.name)
+    if commands:
+        logger.info("study %s: %d runs in %.0f s, %d failed", out, len(commands),
+                    time.perf_counter() - started, len(failed))  # fmt: skip
     return failed
-
-
-@dataclass
-class MethodResult:
-    """One method and G over its seeds, placed on the data law."""
-
-    method: str
-    num_generations: int
-    losses: list[float]
-    train_tokens: int
-    real_tokens: int
-    equivalent_tokens: float
-    multiplier: float
-    interval: tuple[float, float]
-    baseline: str
-    baseline_loss: float
-    tokenizer: str
-    """The tokenizer the runs used (path or id, with its vocabulary size)."""
-
-    @property
-    def loss(self) -> float:
-        return statistics.fmean(self.losses)
-
-    @property
-    def loss_std(self) -> float:
-        return _seed_std(self.losses)
-
-
-def _seed_std(losses: Sequence[float]) -> float:
-    """Standard deviation over seeds (0 for a single seed)."""
-    return statistics.stdev(losses) if len(losses) > 1 else 0.0
-
-
-@dataclass
-class StudyResult:
-    """What a study found so far."""
-
-    fit: Any
-    """The data law (``hf_megadocs.analysis.fit.ScalingLawFit``)."""
-    results: list[MethodResult]
-    """Each method × G, placed on the law."""
-    missing: list[str]
-    """Planned runs not finished yet."""
-    runs: dict[str, Any]
-    """Finished runs by name (``hf_megadocs.analysis.runs.Run``)."""
-
-
-def summarise(config: StudyConfig) -> StudyResult:
-    """The data law, each method × G on it, and the planned runs not finished yet."""
-    from hf_megadocs.analysis.fit import efficiency_interval, equivalent_real_tokens, fit_power_law
-    from hf_megadocs.analysis.runs import load_run
-
-    out = Path(config.output_dir)
-    planned = plan_study(config)
-    done = {
-        p.name: load_run(out / p.name) for p in planned if (out / p.name / "summary.json").is_file()
-    }
-    missing = [p.name for p in planned if p.name not in done]
-    # The law: at each D, the best epoch count per seed, then the mean over seeds.
-    best: dict[float, dict[int, tuple[float, int]]] = {}
-    for p in planned:
-        if p.method == "real" and p.budget_of is None and p.name in done:
-            run = done[p.name]
-            seen = best.setdefault(p.real_fraction, {})
-            if run.iid_loss < seen.get(p.seed, (math.inf, 0))[0]:
-                seen[p.seed] = (run.iid_loss, run.real_tokens)
-    points = sorted(
-        (statistics.fmean(t for _, t in by_seed.values()), statistics.fmean(l for l, _ in by_seed.values()))
-        for by_seed in best.values()
-    )  # fmt: skip
-    fit = fit_power_law([d for d, _ in points], [l for _, l in points], quantity="D")
-    results = []
-    for method in config.methods:
-        for g in sorted(config.generations):
-            group = [p for p in planned if (p.method, p.num_generations) == (method, g)]
-            runs = [done[p.name] for p in group if p.name in done]
-            if not runs:
-                continue
-            losses = [r.iid_loss for r in runs]
-            mean = statistics.fmean(losses)
-            real_tokens = runs[0].real_tokens
-            spread = _seed_std(losses)
-            lo, hi = efficiency_interval(mean, real_tokens, fit)
-            # Seed spread: the multiplier at mean ± one standard deviation widens the interval.
-            lo = min(lo, equivalent_real_tokens(mean + spread, fit) / real_tokens)
-            hi = max(hi, equivalent_real_tokens(mean - spread, fit) / real_tokens)
-            baselines = [
-                p for p in planned
-                if p.budget_of == config.share(method) and p.name in done
-            ]  # fmt: skip
-            base_loss = (
-                statistics.fmean(done[p.name].iid_loss for p in baselines)
-                if baselines
-                else math.nan
-            )
-            equivalent = equivalent_real_tokens(mean, fit)
-            results.append(MethodResult(
-                method=method, num_generations=g, losses=losses,
-                train_tokens=int(statistics.fmean(r.summary.get("tokens", 0) for r in runs)),
-                real_tokens=real_tokens, equivalent_tokens=equivalent,
-                multiplier=equivalent / real_tokens, interval=(lo, hi),
-                baseline=baselines[0].name.rsplit("_s", 1)[0] if baselines else "(not run)",
-                baseline_loss=base_loss,
-                tokenizer=f"{runs[0].tokenizer} ({runs[0].config.get('vocab_size', '?')} tokens)",
-            ))  # fmt: skip
-    return StudyResult(fit=fit, results=results, missing=missing, runs=done)
-
-
-def write_figures(config: StudyConfig, study: StudyResult) -> list[tuple[str, Path]]:
-    """L(D) with every method placed, loss vs G with seed error bars, long-context loss by
-    position: PNGs under ``<output_dir>/figures``; (title, path) each."""
-    from hf_megadocs.analysis.plots import (
-        plot_long_context_by_position,
-        plot_loss_vs_g_with_seeds,
-        plot_scaling_law,
-    )
-
-    folder = Path(config.output_dir) / "figures"
-    first_seed = [
-        run for name, run in study.runs.items()
-        if run.method != "real" and name.endswith(f"_s{config.seeds[0]}")
-    ]  # fmt: skip
-    figures = [("Data law, each method at its equivalent real tokens (first seed)",
-                plot_scaling_law(study.fit, first_seed, folder / "data_law.png"))]  # fmt: skip
-    points: dict[str, list[tuple[int, float, float]]] = {}
-    for r in study.results:
-        points.setdefault(r.method, []).append((r.num_generations, r.loss, r.loss_std))
-    baselines = [r for r in study.results if math.isfinite(r.baseline_loss)]
-    baseline = (
-        (f"real only ({baselines[0].baseline})", baselines[0].baseline_loss) if baselines else None
-    )
-    figures.append(("i.i.d. loss vs G (mean ± std over seeds)",
-                    plot_loss_vs_g_with_seeds(points, folder / "loss_vs_g.png", baseline=baseline)))  # fmt: skip
-    long = plot_long_context_by_position(first_seed, folder / "long_context_by_position.png")
-    if long is not None:
-        figures.append(("Long-context loss by position (first seed)", long))
-    return figures
-
-
-def render_study(
-    fit: Any,
-    results: Sequence[MethodResult],
-    missing: Sequence[str],
-    figures: Sequence[tuple[str, Path]] = (),
-) -> str:
-    """The study's answer as Markdown: the law, one row per method × G, the figures."""
-    lines = [
-        "# Data-efficiency study",
-        "",
-        f"Data law from the real-only runs (best epoch count per D, mean over seeds): "
-        f"{fit.describe()}.",
-        "",
-        "| method | G | seeds | train tokens | i.i.d. loss | equivalent real tokens | "
-        "multiplier [interval] | Δ vs compute-matched real-only | tokenizer |",
-        "|---|---:|---:|---:|---:|---:|---:|---|---|",
-    ]
-    for r in results:
-        interval = f"[{r.interval[0]:.2f}, {r.interval[1]:.2f}]"
-        delta = (
-            f"{r.loss - r.baseline_loss:+.4f} vs `{r.baseline}`"
-            if math.isfinite(r.baseline_loss)
-            else "—"
-        )
-        lines.append(
-            f"| {r.method} | {r.num_generations} | {len(r.losses)} | {r.train_tokens:,} | "
-            f"{r.loss:.4f} ± {r.loss_std:.4f} | {r.equivalent_tokens:,.0f} | "
-            f"{r.multiplier:.2f}× {interval} | {delta} | {r.tokenizer} |"
-        )
-    lines += [
-        "",
-        "The interval combines the law's uncertainty (its covariance, t-distributed), the "
-        "law's residual noise and the spread over seeds. Each Δ is against the real-only run "
-        "on the same real data trained for the same number of steps.",
-    ]
-    for title, path in figures:
-        lines += ["", f"![{title}](figures/{path.name})"]
-    if missing:
-        lines += ["", f"Not finished yet ({len(missing)}): " + ", ".join(missing) + "."]
-    return "\n".join(lines) + "\n"
 
 
 DESCRIPTION = (
@@ -353,8 +139,6 @@ DESCRIPTION = (
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``hf-megadocs study``; 0 when every run finished and the study is written."""
-    from hf_megadocs.analysis.fit import InsufficientPointsError
-
     try:
         config = parse_dataclass(
             StudyConfig, argv, prog="hf-megadocs study", description=DESCRIPTION
@@ -362,21 +146,26 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ValueError) as error:
         print(f"hf-megadocs study: error: {error}", file=sys.stderr)
         return 2
+    return execute_study(config)
+
+
+def execute_study(config: StudyConfig) -> int:
+    """Run (or emit) every unfinished run, then write ``study.md`` with its figures and
+    print it; 0 when every planned run finished (with or without a law: ``study.md`` says
+    why there is none), 1 when some run failed or is missing."""
     failed = run_study(config)
     if config.emit is not None:
         return 0
-    try:
-        study = summarise(config)
-    except InsufficientPointsError as error:
-        print(f"hf-megadocs study: no data law yet: {error}", file=sys.stderr)
-        return 1
+    study = summarise(config)
+    if study.fit is None:
+        logger.warning("no data law, so no multipliers: %s", study.fit_error)
     figures = write_figures(config, study)
-    text = render_study(study.fit, study.results, study.missing, figures)
+    text = render_study(study, figures)
     path = Path(config.output_dir) / "study.md"
     path.write_text(text)
     print(text + f"\nwritten to {path}")
     return 1 if failed or study.missing else 0
 
 
-__all__ = ["MethodResult", "PlannedRun", "StudyConfig", "StudyResult", "main", "plan_study",
-           "render_study", "run_study", "summarise", "write_figures"]  # fmt: skip
+__all__ = ["MethodResult", "PlannedRun", "StudyConfig", "StudyResult", "execute_study", "main",
+           "plan_study", "render_study", "run_study", "summarise", "write_figures"]  # fmt: skip

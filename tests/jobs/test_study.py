@@ -50,8 +50,16 @@ def test_the_plan_covers_the_law_the_budget_and_every_method(tmp_path):
     assert flags[flags.index("--seed") + 1] == "1"
 
 
+@pytest.fixture
+def built(monkeypatch) -> list[list[str]]:
+    """The corpora each run_study call builds first (recorded, not generated)."""
+    calls: list[list[str]] = []
+    monkeypatch.setattr(study, "build_corpora", lambda names, kwargs: calls.append(names) or [])
+    return calls
+
+
 def test_finished_runs_are_skipped_and_emitted_commands_are_the_runs_it_launches(
-    tmp_path, monkeypatch
+    tmp_path, monkeypatch, built
 ):
     config = small(tmp_path)
     out = Path(config.output_dir)
@@ -63,6 +71,8 @@ def test_finished_runs_are_skipped_and_emitted_commands_are_the_runs_it_launches
     assert run_study(config) == []
     planned = plan_study(config)
     assert len(launched) == len(planned) - 1
+    # Every corpus is built once, before any run (one engine for all of them).
+    assert built == [["real", "simple_g1", "simple_g2", "stitched_g1", "stitched_g2"]]
     assert not any("real_d0.25_e1_s0" in " ".join(c) for c in launched)
     emit = tmp_path / "commands.sh"
     run_study(StudyConfig(**{**config.__dict__, "emit": str(emit)}))
@@ -75,7 +85,7 @@ def test_finished_runs_are_skipped_and_emitted_commands_are_the_runs_it_launches
     assert all(c[:2] == ["accelerate", "launch"] for c in emitted)
 
 
-def test_a_failed_run_is_reported_and_the_others_still_run(tmp_path, monkeypatch):
+def test_a_failed_run_is_reported_and_the_others_still_run(tmp_path, monkeypatch, built):
     import hf_megadocs.training.launch as launch
 
     calls = []
@@ -119,8 +129,11 @@ def test_the_summary_places_each_method_on_the_law_with_the_seed_spread(tmp_path
         "data_law.png", "loss_vs_g.png", "long_context_by_position.png",
     ]  # fmt: skip
     assert all(path.stat().st_size > 10_000 for _, path in figures)  # real drawings
-    text = render_study(fit, results, missing, figures)
+    text = render_study(study_result, figures)
     assert "| stitched | 2 | 2 |" in text and "vs `real_d1_e20`" in text
+    assert [p.real_fraction for p in study_result.points] == [0.125, 0.25, 0.5, 1.0]
+    assert all(p.best_epochs == [2.0, 2.0] for p in study_result.points)
+    assert "| 0.125 | 125,000 | 2, 2 |" in text
     assert "![i.i.d. loss vs G (mean ± std over seeds)](figures/loss_vs_g.png)" in text
 
 
@@ -169,4 +182,41 @@ def test_the_shipped_study_config_parses_and_plans():
         StudyConfig, ["--config", str(root / "recipes/configs/study_cpu.yaml")], prog="study"
     )
     runs = plan_study(config)
-    assert len(runs) == 4 * 4 * 3 + 2 * 3 + 3 * 3 * 3  # law grid + budget runs + methods
+    # law grid + the m = 0.9 budget run (m = 0.75's 16 epochs is a grid run) + methods
+    assert len(runs) == 4 * 4 * 3 + 1 * 3 + 3 * 3 * 3
+
+
+def test_one_tokenizer_trained_on_the_full_real_split_serves_every_run(
+    tmp_path, monkeypatch, built
+):
+    import json
+
+    from transformers import AutoTokenizer
+
+    import hf_megadocs.training.launch as launch
+
+    docs = tmp_path / "docs.jsonl"
+    from gensim.test.utils import datapath
+
+    lines = Path(datapath("lee_background.cor")).read_text(encoding="latin-1").splitlines()
+    docs.write_text("".join(
+        json.dumps({"text": line, "source_id": str(i)}) + "\n" for i, line in enumerate(lines[:40])
+    ))  # fmt: skip
+    launched: list[list[str]] = []
+    monkeypatch.setattr(launch, "run_training", lambda command: launched.append(command) or 0)
+    config = small(
+        tmp_path,
+        overrides=["--data.real_path", str(docs), "--data.validation_docs", "4"],
+        tokenizer_vocab=300,
+    )
+    assert run_study(config) == []
+    folder = Path(config.output_dir).resolve() / "tokenizer"
+    assert len(AutoTokenizer.from_pretrained(str(folder))) == 300
+    assert all(
+        command[command.index("--model.tokenizer") + 1] == str(folder) for command in launched
+    )
+    # The local real dataset is left to the runs; the synthetic corpora are built first.
+    assert built == [["simple_g1", "simple_g2", "stitched_g1", "stitched_g2"]]
+    mtime = (folder / "tokenizer.json").stat().st_mtime_ns
+    run_study(config)  # a second pass keeps the tokenizer: token ids never change
+    assert (folder / "tokenizer.json").stat().st_mtime_ns == mtime

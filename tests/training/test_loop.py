@@ -167,6 +167,34 @@ def test_train_runs_in_process_top_to_bottom(corpus, tmp_path):
     assert json.loads((out / "config.json").read_text())["total_steps"] == summary["total_steps"]
 
 
+def test_long_context_loss_can_read_a_separate_out_of_domain_dataset(corpus, tmp_path, caplog):
+    import logging
+
+    from hf_megadocs.training import load_config, train
+
+    caplog.set_level(logging.INFO, logger="hf_megadocs")
+    long_docs = tmp_path / "papers.jsonl"
+    paper = " ".join(
+        f"Theorem {i} holds for every compact manifold of dimension {i}." for i in range(80)
+    )
+    long_docs.write_text("".join(json.dumps({"text": f"{k}: {paper}"}) + "\n" for k in range(3)))
+    out = tmp_path / "run"
+    config = load_config(overrides=_flags(
+        corpus, out, "--max_steps", "1", "--data.long_context_path", str(long_docs),
+    ))  # fmt: skip
+    summary = train(config)
+    assert f"3 long docs ({long_docs} split)" in caplog.text
+    assert summary["long_context_loss"] > 0
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"body": paper}) + "\n")
+    config = load_config(
+        overrides=_flags(corpus, tmp_path / "bad", "--data.long_context_path", str(bad))
+    )
+    with pytest.raises(ValueError, match="data.long_context_path=.*has no 'text' column"):
+        train(config)
+    assert not (tmp_path / "bad" / "checkpoints").exists()  # refused before any step
+
+
 @pytest.mark.slow
 def test_two_processes_equal_one_process_with_double_accumulation(corpus, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"

@@ -155,7 +155,7 @@ def build_train_data(config: TrainConfig, tokenizer: Any, accelerator: Accelerat
             else None
         )
         val_tok = tokenize_corpus(validation, tokenizer, **tokenize)
-        long_split = real_dd.get(data.long_context_split)
+        long_split = _long_context_split(real_dd, data)
         long_tok = (
             tokenize_corpus(long_split, tokenizer, **tokenize)
             if long_split is not None
@@ -196,7 +196,9 @@ def build_train_data(config: TrainConfig, tokenizer: Any, accelerator: Accelerat
         len(eval_set.iid),
         len(val_docs),
         len(eval_set.long),
-        data.long_context_split if long_split is not None else "longest validation",
+        data.long_context_path or data.long_context_split
+        if long_split is not None
+        else "longest validation",
     )
     real_tokens = int(sum(real_tok["num_tokens"]))
     syn_tokens = int(sum(syn_tok["num_tokens"])) if syn_tok is not None else 0
@@ -221,6 +223,21 @@ def real_training_split(
     if data.real_fraction < 1:
         real_train = real_subset(real_train, data.real_fraction, "the real stream")
     return real_dd, real_train, validation, held_out
+
+
+def _long_context_split(real_dd: DatasetDict, data: DataConfig) -> Dataset | None:
+    """The long documents of the long-context loss: ``data.long_context_path`` (its first
+    split) when set, else the real corpus's ``data.long_context_split`` (None if absent)."""
+    if data.long_context_path is None:
+        return real_dd.get(data.long_context_split)
+    dd = load_stream(None, data.long_context_path, {}, "data.long_context_path")
+    split = _split(dd, next(iter(dd)), "data.long_context_path")
+    if data.text_column not in split.column_names:
+        raise ValueError(
+            f"data.long_context_path={data.long_context_path!r} has no {data.text_column!r} "
+            f"column (columns: {split.column_names}); set data.text_column or rename it."
+        )
+    return split
 
 
 def _split(dd: DatasetDict, name: str, field: str) -> Dataset:
