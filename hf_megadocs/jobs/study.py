@@ -26,8 +26,8 @@ from hf_megadocs.flags import ConfigError, parse_dataclass
 from hf_megadocs.jobs.study_plan import (
     PlannedRun,
     StudyConfig,
-    base_flags,
     plan_study,
+    run_flags,
     train_study_tokenizer,
     training_flags,
 )
@@ -99,15 +99,14 @@ def run_study(config: StudyConfig) -> list[str]:
     if todo and config.emit is None:
         # Emitted runs build their corpora themselves (or read a store filled elsewhere).
         build_study_corpora(config, todo)
+    if config.build_only:
+        logger.info("study %s: corpora built for %d runs; stopping (build_only)", out, len(todo))
+        return []
     if todo:
         train_study_tokenizer(config)
     logger.info("study %s: %d runs planned, %d finished, %d to run", out, len(planned),
                 len(planned) - len(todo), len(todo))  # fmt: skip
-    commands = [
-        (run, [*base_flags(config), *run.flags(), "--output_dir", str(out / run.name),
-               "--resume_from_checkpoint", "latest"])
-        for run in todo
-    ]  # fmt: skip
+    commands = [(run, run_flags(config, run, out / run.name)) for run in todo]
     if config.emit is not None:
         lines = [
             shell_line(launch_command(flags, num_processes=config.num_processes, portable=True))
@@ -154,7 +153,7 @@ def execute_study(config: StudyConfig) -> int:
     print it; 0 when every planned run finished (with or without a law: ``study.md`` says
     why there is none), 1 when some run failed or is missing."""
     failed = run_study(config)
-    if config.emit is not None:
+    if config.emit is not None or config.build_only:
         return 0
     study = summarise(config)
     if study.fit is None:

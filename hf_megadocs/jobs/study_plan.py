@@ -42,10 +42,16 @@ class StudyConfig:
     """Train one byte-level BPE of this many tokens on the full real training split (never
     validation, never synthetic text) into ``<output_dir>/tokenizer`` and give it to every
     run, so losses at every D are in the same tokens; None keeps the training config's."""
+    method_overrides: dict[str, list[str]] = field(default_factory=dict)
+    """Training flags per method ("real" or a corpus method), after ``overrides``: each
+    method's tuned settings (``{real: [--optim.weight_decay, "1.6"]}``)."""
     num_processes: int = 1
     """Training processes per run."""
     emit: str | None = None
     """Write the runs' commands to this file (one per line) instead of running them."""
+    build_only: bool = False
+    """Build the corpora (fill the generation store) and stop: run this where generation
+    is cheap, then the study without it where it trains, on the same store."""
 
     def __post_init__(self) -> None:
         if not self.real_fractions or not all(0 < f <= 1 for f in self.real_fractions):
@@ -54,6 +60,12 @@ class StudyConfig:
             raise ValueError("seeds and real_epochs need at least one value each.")
         if any(not 0 <= self.share(m) < 1 for m in self.methods):
             raise ValueError(f"synthetic_share values must be in [0, 1): {self.synthetic_share}.")
+        unknown = sorted(set(self.method_overrides) - {"real", *self.methods})
+        if unknown:
+            raise ValueError(
+                f"method_overrides names methods the study does not run: {unknown}; "
+                f"use 'real' or one of {self.methods}."
+            )
 
     def share(self, method: str) -> float:
         return self.synthetic_share.get(method, 0.75)
@@ -127,6 +139,14 @@ def base_flags(config: StudyConfig) -> list[str]:
     return flags
 
 
+def run_flags(config: StudyConfig, run: PlannedRun, run_dir: Path) -> list[str]:
+    """The whole training command line of ``run`` (after the launcher and the recipe)."""
+    return [
+        *base_flags(config), *config.method_overrides.get(run.method, []), *run.flags(),
+        "--output_dir", str(run_dir), "--resume_from_checkpoint", "latest",
+    ]  # fmt: skip
+
+
 def study_tokenizer_dir(config: StudyConfig) -> Path:
     """Where the study's shared tokenizer lives (``tokenizer_vocab`` set)."""
     return (Path(config.output_dir) / "tokenizer").resolve()
@@ -153,5 +173,5 @@ def train_study_tokenizer(config: StudyConfig) -> Path | None:
     return folder
 
 
-__all__ = ["PlannedRun", "StudyConfig", "base_flags", "training_flags", "plan_study", "study_tokenizer_dir",
+__all__ = ["PlannedRun", "StudyConfig", "base_flags", "run_flags", "training_flags", "plan_study", "study_tokenizer_dir",
            "train_study_tokenizer"]  # fmt: skip

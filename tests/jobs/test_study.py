@@ -61,7 +61,7 @@ def built(monkeypatch) -> list[list[str]]:
 def test_finished_runs_are_skipped_and_emitted_commands_are_the_runs_it_launches(
     tmp_path, monkeypatch, built
 ):
-    config = small(tmp_path)
+    config = small(tmp_path, method_overrides={"stitched": ["--optim.lr", "1e-3"]})
     out = Path(config.output_dir)
     write_run(out, "real_d0.25_e1_s0")  # finished: has summary.json
     launched: list[list[str]] = []
@@ -74,6 +74,10 @@ def test_finished_runs_are_skipped_and_emitted_commands_are_the_runs_it_launches
     # Every corpus is built once, before any run (one engine for all of them).
     assert built == [["real", "simple_g1", "simple_g2", "stitched_g1", "stitched_g2"]]
     assert not any("real_d0.25_e1_s0" in " ".join(c) for c in launched)
+    # A method's own flags come after the study's and before the run's identity.
+    stitched = next(c for c in launched if "stitched_g2_s0" in " ".join(c))
+    assert stitched[stitched.index("--optim.lr") + 1] == "1e-3"
+    assert not any("--optim.lr" in c for c in launched if "simple_g" in " ".join(c))
     emit = tmp_path / "commands.sh"
     run_study(StudyConfig(**{**config.__dict__, "emit": str(emit)}))
     emitted = [shlex.split(line) for line in emit.read_text().splitlines()]
@@ -83,6 +87,10 @@ def test_finished_runs_are_skipped_and_emitted_commands_are_the_runs_it_launches
 
     assert [train_args(c) for c in emitted] == [train_args(c) for c in launched]
     assert all(c[:2] == ["accelerate", "launch"] for c in emitted)
+    assert len(built) == 1  # emitted runs build their own corpora
+    launched.clear()
+    assert study.execute_study(StudyConfig(**{**config.__dict__, "build_only": True})) == 0
+    assert launched == [] and len(built) == 2  # built (a no-op on a full store), no run
 
 
 def test_a_failed_run_is_reported_and_the_others_still_run(tmp_path, monkeypatch, built):
@@ -142,6 +150,8 @@ def test_bad_studies_are_refused_with_the_field():
         StudyConfig(real_fractions=[0.0, 1.0])
     with pytest.raises(ValueError, match="synthetic_share"):
         StudyConfig(synthetic_share={"simple": 1.0})
+    with pytest.raises(ValueError, match="method_overrides names methods .*'latent'"):
+        StudyConfig(methods=["simple"], method_overrides={"latent": ["--optim.lr", "1e-3"]})
     assert study.main(["--real_fractions", "[2]"]) == 2
 
 
@@ -174,16 +184,27 @@ def test_a_tiny_study_runs_end_to_end_through_the_launcher(tmp_path):
     assert (tmp_path / "study" / "study.md").read_text() == text
 
 
-def test_the_shipped_study_config_parses_and_plans():
+@pytest.mark.parametrize("name", ["study_cpu", "study_gpu"])
+def test_the_shipped_study_configs_parse_plan_and_give_valid_runs(name, tmp_path):
     from hf_megadocs.flags import parse_dataclass
+    from hf_megadocs.jobs.study_plan import run_flags
+    from hf_megadocs.training.presets import load_config
 
     root = Path(__file__).resolve().parents[2]
     config = parse_dataclass(
-        StudyConfig, ["--config", str(root / "recipes/configs/study_cpu.yaml")], prog="study"
+        StudyConfig, ["--config", str(root / f"recipes/configs/{name}.yaml")], prog="study"
     )
     runs = plan_study(config)
     # law grid + the m = 0.9 budget run (m = 0.75's 16 epochs is a grid run) + methods
-    assert len(runs) == 4 * 4 * 3 + 1 * 3 + 3 * 3 * 3
+    assert len(runs) == 4 * 4 * len(config.seeds) + len(config.seeds) + 3 * len(
+        config.generations
+    ) * len(config.seeds)
+    for run in runs:  # every command line is a valid training config
+        train = load_config(overrides=run_flags(config, run, tmp_path / run.name))
+        assert train.data.real_fraction == run.real_fraction
+        assert train.model.tokenizer == str(Path(config.output_dir).resolve() / "tokenizer")
+    if name == "study_gpu":
+        assert train.mixed_precision == "bf16" and train.eval.max_docs == 1000
 
 
 def test_one_tokenizer_trained_on_the_full_real_split_serves_every_run(
@@ -191,13 +212,12 @@ def test_one_tokenizer_trained_on_the_full_real_split_serves_every_run(
 ):
     import json
 
+    from gensim.test.utils import datapath
     from transformers import AutoTokenizer
 
     import hf_megadocs.training.launch as launch
 
     docs = tmp_path / "docs.jsonl"
-    from gensim.test.utils import datapath
-
     lines = Path(datapath("lee_background.cor")).read_text(encoding="latin-1").splitlines()
     docs.write_text("".join(
         json.dumps({"text": line, "source_id": str(i)}) + "\n" for i, line in enumerate(lines[:40])
