@@ -85,11 +85,12 @@ class GenerationRequest:
     thoughts use e.g. "split:equal_tokens:3/8"). Part of the key."""
     lora: str | None = None
     """Optional path of a peft LoRA adapter used for this request. Part of the key."""
+    key: str = field(init=False, repr=False, compare=False)
+    """The store key: a digest of everything that determines the output. Computed once
+    here: hashing the rendered prompt on every access cost minutes per large build."""
 
-    @property
-    def key(self) -> str:
-        """The store key: a digest of everything that determines the output."""
-        return stable_hash(
+    def __post_init__(self) -> None:
+        key = stable_hash(
             {
                 "source_id": self.source_id,
                 "prompt_id": self.prompt_id,
@@ -104,6 +105,7 @@ class GenerationRequest:
             },
             length=32,
         )
+        object.__setattr__(self, "key", key)  # frozen: set once, at construction
 
     @property
     def sample_seed(self) -> int:
