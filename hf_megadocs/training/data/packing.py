@@ -19,7 +19,11 @@ In the two blocked modes the first token of a block has label -100 (it cannot be
 predicted from a block it cannot see), so a packed row's loss equals the loss of its
 blocks run one by one.
 
-Everything is NumPy over whole arrays.
+The packer walks the shuffled units in chunks of about ``CHUNK_TOKENS`` tokens and writes
+each chunk's rows, in order, either into arrays (``pack``) or straight into ``.npy`` files
+(``pack(cache_dir=...)``, what the trainer uses): memory then stays bounded by the chunk and
+an index of a few integers per unit, however many tokens the corpus has, and the token
+columns are read through the memory-mapped Arrow cache of ``datasets``.
 """
 
 from __future__ import annotations
@@ -30,12 +34,19 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hf_megadocs.training.data.packed import (
+    IGNORE_INDEX,
+    AttentionMode,
+    PackedSequences,
+    PackStats,
+    row_positions,
+)
 from hf_megadocs.training.data.tokenize import PAD_ROLE_ID
 
 if TYPE_CHECKING:
@@ -44,10 +55,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-AttentionMode = Literal["cross_document", "megadoc", "document"]
 ATTENTION_MODES: tuple[str, ...] = ("cross_document", "megadoc", "document")
-IGNORE_INDEX = -100
-"""Label value that transformers' causal-LM loss ignores."""
+CHUNK_TOKENS = 1 << 20
+"""Tokens the packer gathers per step (about 1M: ~30 MB of working memory at most)."""
 
 
 @dataclass(kw_only=True)
@@ -79,196 +89,90 @@ class PackConfig:
             )
 
 
-@dataclass(kw_only=True)
-class PackStats:
-    """Counters of one packing run; every token in is either packed or counted as dropped."""
+class _ListColumn:
+    """A list column of a pyarrow Table as zero-copy NumPy views, one per Arrow chunk, and
+    a per-row index (a few integers per row): gathering rows copies only those rows."""
 
-    units: int = 0
-    """Units (megadocs or documents) read."""
-    documents: int = 0
-    """Documents inside those units (EOS-terminated)."""
-    tokens: int = 0
-    """Tokens read (including EOS)."""
-    sequences: int = 0
-    """Packed sequences produced."""
-    packed_tokens: int = 0
-    """Real (non-padding) tokens placed in sequences."""
-    dropped_tokens: int = 0
-    """Tokens of the final partial sequence dropped under ``drop_last=True``."""
-    padding_tokens: int = 0
-    """Padding positions added under ``drop_last=False``."""
+    def __init__(self, table: Any, name: str) -> None:
+        self.values: list[np.ndarray] = []
+        lengths, starts, chunk_of = [], [], []
+        for index, chunk in enumerate(table.column(name).chunks):
+            offsets = chunk.offsets.to_numpy().astype(np.int64)
+            self.values.append(chunk.flatten().to_numpy(zero_copy_only=False))
+            lengths.append(np.diff(offsets))
+            starts.append(offsets[:-1] - offsets[0])
+            chunk_of.append(np.full(len(chunk), index, dtype=np.int32))
+        empty = np.zeros(0, dtype=np.int64)
+        self.lengths = np.concatenate(lengths) if lengths else empty
+        self.starts = np.concatenate(starts) if starts else empty
+        self.chunk_of = np.concatenate(chunk_of) if chunk_of else empty.astype(np.int32)
 
+    def gather(self, rows: np.ndarray) -> np.ndarray:
+        """The values of ``rows``, concatenated in that order.
 
-def _list_column(table: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """(flat values, per-row lengths) of a list column of a pyarrow Table, any chunking."""
-    values, lengths = [], []
-    for chunk in table.column(name).chunks:
-        offsets = chunk.offsets.to_numpy()
-        lengths.append(np.diff(offsets).astype(np.int64))
-        values.append(chunk.flatten().to_numpy(zero_copy_only=False))
-    if not values:
-        return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int64)
-    if len(values) == 1:  # zero-copy view of the Arrow buffer
-        return values[0], lengths[0]
-    return np.concatenate(values), np.concatenate(lengths)
+        One ``np.concatenate`` of slice views, a memcpy per row: 3x faster than building an
+        int64 index per token (measured on 3M tokens, 12k units).
+        """
+        if not len(rows):
+            return np.zeros(0, dtype=self.values[0].dtype if self.values else np.int32)
+        starts = self.starts[rows]
+        pieces = zip(self.chunk_of[rows].tolist(), starts.tolist(),
+                     (starts + self.lengths[rows]).tolist())  # fmt: skip
+        return np.concatenate([self.values[c][a:b] for c, a, b in pieces])
 
 
-def _unit_spans(lengths: np.ndarray, order: np.ndarray) -> tuple[list[int], list[int]]:
-    """(starts, stops) of the rows ``order`` in the flat values of a list column."""
-    ends = np.cumsum(lengths)
-    return (ends - lengths)[order].tolist(), ends[order].tolist()
+def _chunk_positions(
+    first: int, count: int, seq_len: int, block_starts: np.ndarray, carry: int
+) -> tuple[np.ndarray, int]:
+    """Position ids of global tokens ``first .. first+count-1``: they restart at every row
+    start and at each of ``block_starts`` (sorted, global); ``carry`` is the last restart
+    before ``first``. Returns the positions and the carry for the next chunk."""
+    end = first + count
+    rows = np.arange(-(-first // seq_len) * seq_len, end, seq_len, dtype=np.int64)
+    inside = block_starts[(block_starts >= first) & (block_starts < end)]
+    starts = np.union1d(np.union1d(rows, inside), [carry] if carry < first else [])
+    starts = starts[starts < end].astype(np.int64)
+    lengths = np.diff(np.clip(starts, first, None), append=end)
+    offsets = np.arange(first, end, dtype=np.int64)
+    positions = offsets - np.repeat(starts, lengths)
+    return positions.astype(np.int32), int(starts[-1])
 
 
-def _gather_units(values: np.ndarray, spans: tuple[list[int], list[int]]) -> np.ndarray:
-    """Concatenate ``values[start:stop]`` for each span, in order.
+class _Rows:
+    """Where packed rows go, token by token in order: arrays in memory, or ``.npy`` files
+    written sequentially (nothing mapped into this process while writing)."""
 
-    One ``np.concatenate`` of slice views, a memcpy per unit: 3x faster than building an
-    int64 index per token (measured on 3M tokens, 12k units).
-    """
-    if not spans[0]:
-        return values[:0]
-    return np.concatenate([values[a:b] for a, b in zip(*spans)])
+    def __init__(self, n: int, seq_len: int, blocked: bool, directory: Path | None) -> None:
+        self.shape = (n, seq_len)
+        self.directory = directory
+        names = ["input_ids", "roles"] + (["position_ids"] if blocked else [])
+        dtypes = {"input_ids": np.int32, "roles": np.int8, "position_ids": np.int32}
+        self.arrays: dict[str, np.ndarray] = {}
+        self.files: dict[str, Any] = {}
+        for name in names:
+            if directory is None:
+                self.arrays[name] = np.empty(n * seq_len, dtype=dtypes[name])
+            else:
+                f = open(directory / f"{name}.npy", "wb")  # noqa: SIM115 (closed in close())
+                header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtypes[name])),
+                          "fortran_order": False, "shape": self.shape}  # fmt: skip
+                np.lib.format.write_array_header_2_0(f, header)
+                self.files[name] = f
+        self.written = 0
 
+    def write(self, **columns: np.ndarray) -> None:
+        count = len(columns["input_ids"])
+        for name, values in columns.items():
+            if name in self.arrays:
+                self.arrays[name][self.written : self.written + count] = values
+            elif name in self.files:
+                self.files[name].write(np.ascontiguousarray(values).tobytes())
+        self.written += count
 
-def _positions(total: int, seq_len: int, block_starts: np.ndarray | None) -> np.ndarray:
-    """Position ids restarting at every row start and at each index in ``block_starts``."""
-    starts = np.arange(0, total, seq_len, dtype=np.int64)
-    if block_starts is not None and len(block_starts):
-        starts = np.union1d(starts, block_starts[block_starts < total])
-    lengths = np.diff(starts, append=total)
-    dtype = np.int32 if total < 2**31 else np.int64
-    return (np.arange(total, dtype=dtype) - np.repeat(starts.astype(dtype), lengths)).astype(
-        np.int32, copy=False
-    )
-
-
-@dataclass(kw_only=True)
-class PackedSequences:
-    """Fixed-length packed sequences as NumPy arrays (optionally memory-mapped).
-
-    ``position_ids`` is a read-only broadcast view (no memory) in ``cross_document`` mode.
-    Padding (only with ``drop_last=False``) has role ``-1`` and label -100.
-    """
-
-    input_ids: np.ndarray
-    """[N, L] int32 token ids."""
-    roles: np.ndarray
-    """[N, L] int8 role ids (``hf_megadocs.training.data.tokenize.ROLE_IDS``; -1 = padding)."""
-    position_ids: np.ndarray
-    """[N, L] int32 position ids encoding the attention blocks (see module doc)."""
-    attention: AttentionMode
-    """The attention mode these sequences were packed for."""
-    stats: PackStats = field(default_factory=PackStats)
-    """Counters of the packing run."""
-
-    def __len__(self) -> int:
-        return int(self.input_ids.shape[0])
-
-    @property
-    def seq_len(self) -> int:
-        return int(self.input_ids.shape[1])
-
-    def batch(self, indices: Any) -> dict[str, np.ndarray]:
-        """Arrays ``input_ids``, ``labels``, ``position_ids``, ``roles`` for rows ``indices``."""
-        idx = np.asarray(indices, dtype=np.int64)
-        ids = self.input_ids[idx]
-        roles = self.roles[idx]
-        labels = ids.astype(np.int64)
-        if self.attention == "cross_document":
-            pos = np.broadcast_to(self.position_ids[0], ids.shape) if len(self) else ids * 0
-        else:
-            pos = self.position_ids[idx]
-            starts = pos == 0
-            starts[:, 0] = False
-            labels[starts] = IGNORE_INDEX
-        labels[roles == PAD_ROLE_ID] = IGNORE_INDEX
-        return {"input_ids": ids, "labels": labels, "position_ids": pos, "roles": roles}
-
-    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
-        """One sequence: ``input_ids``, ``labels``, ``position_ids``, ``roles`` (1-D arrays)."""
-        if not -len(self) <= i < len(self):
-            raise IndexError(f"sequence index {i} out of range for {len(self)} sequences")
-        return {k: v[0] for k, v in self.batch([i % len(self)]).items()}
-
-    def save(self, directory: str | Path) -> None:
-        """Write ``.npy`` arrays and ``meta.json`` so :meth:`load` can memory-map them."""
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        np.save(d / "input_ids.npy", np.ascontiguousarray(self.input_ids))
-        np.save(d / "roles.npy", np.ascontiguousarray(self.roles))
-        if self.attention != "cross_document":
-            np.save(d / "position_ids.npy", np.ascontiguousarray(self.position_ids))
-        meta = {"version": 1, "attention": self.attention, "stats": asdict(self.stats)}
-        (d / "meta.json").write_text(json.dumps(meta, indent=2))
-
-    @classmethod
-    def load(cls, directory: str | Path, *, mmap: bool = True) -> PackedSequences:
-        """Load what :meth:`save` wrote; ``mmap=True`` keeps the arrays on disk."""
-        d = Path(directory)
-        meta = json.loads((d / "meta.json").read_text())
-        if meta.get("version") != 1:
-            raise ValueError(f"{d}/meta.json has version {meta.get('version')!r}; expected 1.")
-        mode = "r" if mmap else None
-        ids = np.load(d / "input_ids.npy", mmap_mode=mode)
-        roles = np.load(d / "roles.npy", mmap_mode=mode)
-        if meta["attention"] == "cross_document":
-            pos = _row_positions(ids.shape[0], ids.shape[1])
-        else:
-            pos = np.load(d / "position_ids.npy", mmap_mode=mode)
-        return cls(
-            input_ids=ids,
-            roles=roles,
-            position_ids=pos,
-            attention=meta["attention"],
-            stats=PackStats(**meta["stats"]),
-        )
-
-
-def _row_positions(n: int, seq_len: int) -> np.ndarray:
-    return np.broadcast_to(np.arange(seq_len, dtype=np.int32), (n, seq_len))
-
-
-def _finish(
-    ids: np.ndarray,
-    roles: np.ndarray,
-    block_starts: np.ndarray | None,
-    config: PackConfig,
-    stats: PackStats,
-) -> PackedSequences:
-    """Cut the concatenated stream into rows (dropping or padding the remainder)."""
-    L = config.seq_len
-    total = len(ids)
-    n_full, rem = divmod(total, L)
-    if rem and config.drop_last:
-        stats.dropped_tokens += rem
-        total = n_full * L
-        ids, roles = ids[:total], roles[:total]
-    elif rem:
-        pad = L - rem
-        stats.padding_tokens += pad
-        # Pad with the last token (an EOS); labels and role mark it as padding.
-        ids = np.concatenate([ids, np.full(pad, ids[-1], dtype=ids.dtype)])
-        roles = np.concatenate([roles, np.full(pad, PAD_ROLE_ID, dtype=np.int8)])
-    n = len(ids) // L
-    if n == 0:
-        raise ValueError(
-            f"packing produced no sequence: the corpus has {stats.tokens} tokens, fewer than "
-            f"PackConfig.seq_len={L}. Use a larger corpus, a smaller seq_len, or "
-            "drop_last=False to pad the single partial sequence."
-        )
-    stats.sequences += n
-    stats.packed_tokens += min(total, stats.tokens)
-    if config.attention == "cross_document":
-        pos = _row_positions(n, L)
-    else:
-        pos = _positions(n * L, L, block_starts).reshape(n, L)
-    return PackedSequences(
-        input_ids=ids.reshape(n, L),
-        roles=roles.reshape(n, L),
-        position_ids=pos,
-        attention=config.attention,
-        stats=stats,
-    )
+    def close(self) -> dict[str, np.ndarray]:
+        for f in self.files.values():
+            f.close()
+        return {name: a.reshape(self.shape) for name, a in self.arrays.items()}
 
 
 def pack(
@@ -282,21 +186,26 @@ def pack(
 
     Args:
         tokenized: output of :func:`hf_megadocs.training.data.tokenize.tokenize_corpus` (columns
-            ``input_ids``, ``roles``, ``doc_starts``); read once into memory as Arrow.
+            ``input_ids``, ``roles``, ``doc_starts``), read chunk by chunk.
         config: sequence length, attention mode, seed, remainder policy.
         epoch: mixes into the shuffle seed; the trainer packs once (epoch 0) and lets the
             mixing sampler reshuffle sequences per pass.
-        cache_dir: when set, the result is saved under ``cache_dir/<key>`` (key: the
-            dataset fingerprint, config and epoch) and returned memory-mapped; a later call
-            with the same key only maps the files. Packing on the main process first and
-            then on the others (``accelerator.main_process_first()``) makes all ranks share
-            one copy in the page cache instead of one copy each in RAM.
+        cache_dir: when set, the rows are written straight to ``.npy`` files under
+            ``cache_dir/<key>`` (key: the dataset fingerprint, config and epoch) in bounded
+            memory and returned memory-mapped; a later call with the same key only maps the
+            files. Packing on the main process first and then on the others
+            (``accelerator.main_process_first()``) makes all ranks share one copy in the
+            page cache instead of one copy each in RAM.
 
     Returns:
         :class:`PackedSequences` with counters in ``.stats``.
     """
     if cache_dir is not None:
         return _pack_cached(tokenized, config, epoch, Path(cache_dir))
+    return _pack_into(tokenized, config, epoch, directory=None)
+
+
+def _check_tokenized(tokenized: Any) -> None:
     if not hasattr(tokenized, "__len__"):
         raise ValueError(
             f"pack() needs a map-style datasets.Dataset, got {type(tokenized).__name__}; "
@@ -310,39 +219,103 @@ def pack(
         )
     if len(tokenized) == 0:
         raise ValueError("pack() got an empty tokenized dataset (0 units).")
-    table = tokenized.with_format("arrow")[:]
-    ids_v, lens = _list_column(table, "input_ids")
-    roles_v, role_lens = _list_column(table, "roles")
-    if not np.array_equal(lens, role_lens):
+
+
+def _pack_into(
+    tokenized: Dataset, config: PackConfig, epoch: int, directory: Path | None
+) -> PackedSequences:
+    """Pack into arrays (``directory`` None) or into ``.npy`` files in ``directory``."""
+    _check_tokenized(tokenized)
+    table = tokenized.with_format("arrow")[:]  # zero-copy views of the Arrow cache
+    ids_col, roles_col = _ListColumn(table, "input_ids"), _ListColumn(table, "roles")
+    lens = ids_col.lengths
+    if not np.array_equal(lens, roles_col.lengths):
         raise ValueError("tokenized dataset has rows whose roles and input_ids lengths differ.")
+    docs_col = _ListColumn(table, "doc_starts")
+    n_docs = docs_col.lengths
     n_units = len(lens)
     order = np.random.default_rng([config.seed, epoch]).permutation(n_units)
-    stats = PackStats(units=n_units, tokens=int(lens.sum()))
-    spans = _unit_spans(lens, order)
-    ids = _gather_units(ids_v.astype(np.int32, copy=False), spans)
-    roles = _gather_units(roles_v.astype(np.int8, copy=False), spans)
+    stats = PackStats(units=n_units, tokens=int(lens.sum()), documents=int(n_docs.sum()))
+    L = config.seq_len
+    n, rem = divmod(stats.tokens, L)
+    if rem and config.drop_last:
+        stats.dropped_tokens = rem
+    elif rem:
+        stats.padding_tokens = L - rem
+        n += 1
+    if n == 0:
+        raise ValueError(
+            f"packing produced no sequence: the corpus has {stats.tokens} tokens, fewer than "
+            f"PackConfig.seq_len={L}. Use a larger corpus, a smaller seq_len, or "
+            "drop_last=False to pad the single partial sequence."
+        )
+    stats.sequences = n
+    stats.packed_tokens = stats.tokens - stats.dropped_tokens
+    blocked = config.attention != "cross_document"
+    rows = _Rows(n, L, blocked, directory)
     out_lens = lens[order]
-    unit_starts = np.cumsum(out_lens) - out_lens
-    doc_v, n_docs = _list_column(table, "doc_starts")
-    stats.documents = int(n_docs.sum())
-    block_starts: np.ndarray | None = None
-    if config.attention == "megadoc":
-        block_starts = unit_starts
-    elif config.attention == "document":
-        docs = _gather_units(doc_v.astype(np.int64), _unit_spans(n_docs, order))
-        block_starts = docs + np.repeat(unit_starts, n_docs[order])
-    packed = _finish(ids, roles, block_starts, config, stats)
+    unit_starts = np.cumsum(out_lens) - out_lens  # global offset of each shuffled unit
+    carry, keep = 0, stats.packed_tokens
+    for lo, hi in _chunk_bounds(out_lens):
+        units = order[lo:hi]
+        ids, roles = ids_col.gather(units), roles_col.gather(units)
+        first = int(unit_starts[lo])
+        take = max(0, min(len(ids), keep - first))
+        columns = {"input_ids": ids[:take].astype(np.int32, copy=False),
+                   "roles": roles[:take].astype(np.int8, copy=False)}  # fmt: skip
+        if blocked:
+            if config.attention == "megadoc":
+                blocks = unit_starts[lo:hi]
+            else:
+                blocks = docs_col.gather(units).astype(np.int64) + np.repeat(
+                    unit_starts[lo:hi], n_docs[units]
+                )
+            columns["position_ids"], carry = _chunk_positions(first, take, L, blocks, carry)
+        if take:
+            rows.write(**columns)
+    if stats.padding_tokens:  # the last token (an EOS) again; labels and role mark it
+        pad = stats.padding_tokens
+        columns = {"input_ids": np.full(pad, ids_col.gather(order[-1:])[-1], dtype=np.int32),
+                   "roles": np.full(pad, PAD_ROLE_ID, dtype=np.int8)}  # fmt: skip
+        if blocked:
+            columns["position_ids"], _ = _chunk_positions(
+                stats.tokens, pad, L, unit_starts[:0], carry
+            )
+        rows.write(**columns)
+    arrays = rows.close()
     logger.info(
-        "packed %d units (%d docs, %d tokens) into %d x %d sequences; dropped %d, padded %d",
+        "packed %d units (%d docs, %d tokens) into %d x %d sequences%s; dropped %d, padded %d",
         stats.units,
         stats.documents,
         stats.tokens,
         stats.sequences,
-        config.seq_len,
+        L,
+        f" in {directory}" if directory is not None else "",
         stats.dropped_tokens,
         stats.padding_tokens,
     )
-    return packed
+    if directory is not None:
+        meta = {"version": 1, "attention": config.attention, "stats": asdict(stats)}
+        (directory / "meta.json").write_text(json.dumps(meta, indent=2))
+        return PackedSequences.load(directory)
+    return PackedSequences(
+        input_ids=arrays["input_ids"],
+        roles=arrays["roles"],
+        position_ids=arrays["position_ids"] if blocked else row_positions(n, L),
+        attention=config.attention,
+        stats=stats,
+    )
+
+
+def _chunk_bounds(unit_lengths: np.ndarray) -> list[tuple[int, int]]:
+    """Consecutive ranges of (shuffled) units of about ``CHUNK_TOKENS`` tokens each."""
+    budget = CHUNK_TOKENS
+    cut = np.searchsorted(
+        np.cumsum(unit_lengths), np.arange(budget, int(unit_lengths.sum()), budget)
+    )
+    edges = np.unique(np.concatenate([[0], cut + 1, [len(unit_lengths)]]))
+    edges = edges[edges <= len(unit_lengths)]
+    return list(zip(edges[:-1].tolist(), edges[1:].tolist()))
 
 
 def _pack_cached(
@@ -362,14 +335,20 @@ def _pack_cached(
     if (target / "meta.json").exists():
         logger.info("loading packed sequences from %s", target)
         return PackedSequences.load(target)
-    packed = pack(tokenized, config, epoch=epoch)
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".packing-", dir=cache_dir))
     try:
-        packed.save(tmp)
+        _pack_into(tokenized, config, epoch, directory=tmp)
         os.replace(tmp, target)  # atomic: readers see all files or none
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)
         if not (target / "meta.json").exists():  # not a lost race with another writer
             raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return PackedSequences.load(target)
+
+
+__all__ = ["ATTENTION_MODES", "CHUNK_TOKENS", "IGNORE_INDEX", "AttentionMode", "PackConfig",
+           "PackStats", "PackedSequences", "pack"]  # fmt: skip

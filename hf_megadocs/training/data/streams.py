@@ -4,7 +4,8 @@
 rank-sharded ``MixingSampler`` (whose ``state_dict`` is checkpointed), a ``StepBatches``
 iterator that turns one optimizer step's rows into micro-batches, the evaluation windows
 and the lineage numbers written to ``config.json``. Tokenization runs under
-``accelerator.main_process_first()`` so the ``datasets`` cache is filled once.
+``accelerator.main_process_first()`` so the ``datasets`` cache is filled once, and so is
+the packed-rows cache beside it, which every rank then memory-maps.
 """
 
 from __future__ import annotations
@@ -161,10 +162,15 @@ def build_train_data(config: TrainConfig, tokenizer: Any, accelerator: Accelerat
             if long_split is not None
             else val_tok
         )
-
-    pack_config = PackConfig(seq_len=data.seq_len, attention=data.attention, seed=config.seed)
-    real = pack(real_tok, pack_config)
-    synthetic = pack(syn_tok, pack_config) if syn_tok is not None else None
+        # Packed once, by the main process, into files beside the tokenized Arrow cache;
+        # the other ranks then map the same files (one copy in the page cache per node).
+        pack_config = PackConfig(seq_len=data.seq_len, attention=data.attention, seed=config.seed)
+        real = pack(real_tok, pack_config, cache_dir=packed_cache_dir(real_tok))
+        synthetic = (
+            pack(syn_tok, pack_config, cache_dir=packed_cache_dir(syn_tok))
+            if syn_tok is not None
+            else None
+        )
     if len(real) == 0:
         raise ValueError(
             f"the real stream packs into 0 sequences of data.seq_len={data.seq_len}; "
@@ -223,6 +229,13 @@ def real_training_split(
     if data.real_fraction < 1:
         real_train = real_subset(real_train, data.real_fraction, "the real stream")
     return real_dd, real_train, validation, held_out
+
+
+def packed_cache_dir(tokenized: Dataset) -> Path | None:
+    """Where the packed rows of ``tokenized`` go: beside its Arrow cache files (node-local,
+    reused by every run of the same data), or None for an in-memory dataset."""
+    files = tokenized.cache_files
+    return Path(files[0]["filename"]).parent / "hf_megadocs_packed" if files else None
 
 
 def _long_context_split(real_dd: DatasetDict, data: DataConfig) -> Dataset | None:

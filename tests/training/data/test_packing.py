@@ -204,6 +204,39 @@ def test_pack_cache_dir_saves_once_and_maps(units, tmp_path):
     assert len(list(tmp_path.iterdir())) == 2  # a different config gets its own entry
 
 
+@pytest.mark.parametrize("attention", ["cross_document", "megadoc", "document"])
+@pytest.mark.parametrize("drop_last", [True, False])
+def test_small_chunks_and_files_pack_exactly_what_one_chunk_in_memory_packs(
+    units, attention, drop_last, tmp_path, monkeypatch
+):
+    """The packer walks units in chunks; where the chunks end changes nothing: not the
+    rows, not the attention blocks (positions carried across chunk ends), not the counts."""
+    import hf_megadocs.training.data.packing as packing
+
+    cfg = PackConfig(seq_len=37, attention=attention, drop_last=drop_last, seed=5)
+    whole = pack(units, cfg)
+    monkeypatch.setattr(packing, "CHUNK_TOKENS", 41)  # ~1-2 units per chunk, mid-row ends
+    assert len(packing._chunk_bounds(np.asarray(units["num_tokens"]))) > 20
+    for packed in (pack(units, cfg), pack(units, cfg, cache_dir=tmp_path)):
+        assert packed.stats == whole.stats
+        for k, v in whole.batch(range(len(whole))).items():
+            assert np.array_equal(packed.batch(range(len(packed)))[k], v), k
+
+
+def test_a_multi_chunk_arrow_table_is_read_without_concatenating_it(tmp_path):
+    """A dataset saved to disk in many Arrow record batches packs as the same rows."""
+    from datasets import load_from_disk
+
+    units = make_units(n_units=50, seed=2)
+    units.save_to_disk(str(tmp_path / "units"), max_shard_size="2KB")
+    on_disk = load_from_disk(str(tmp_path / "units"))
+    assert len(on_disk.with_format("arrow")[:].column("input_ids").chunks) > 1
+    cfg = PackConfig(seq_len=16, attention="document", seed=1)
+    a, b = pack(units, cfg), pack(on_disk, cfg)
+    for k, v in a.batch(range(len(a))).items():
+        assert np.array_equal(b.batch(range(len(b)))[k], v), k
+
+
 def _tiny_llama(attn: str):
     from transformers import LlamaConfig, LlamaForCausalLM
 
