@@ -45,11 +45,11 @@ def machine() -> str:
 
 def build(docs: int, max_new_tokens: int, config):
     """The benchmark's generation requests (built by the project's own request builder)."""
-    from hf_megadocs.generation.prompts import get_prompt
-    from hf_megadocs.records import SamplingConfig
     from hf_megadocs.generation.backends import generator_info
+    from hf_megadocs.generation.prompts import get_prompt
     from hf_megadocs.generation.requests import build_requests
     from hf_megadocs.generation.sources import SourceConfig, load_source
+    from hf_megadocs.records import SamplingConfig
 
     sampling = SamplingConfig(temperature=1.0, top_p=1.0, max_new_tokens=max_new_tokens, seed=0)
     batch = build_requests(

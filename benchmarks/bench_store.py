@@ -19,8 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from hf_megadocs.records import Generation
 from hf_megadocs.generation.store import GenerationStore
+from hf_megadocs.records import Generation
 
 
 def _generation(i: int, text: str) -> Generation:

@@ -140,8 +140,8 @@ def run_trainer(args: argparse.Namespace, corpus: Path, output_dir: Path) -> tup
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
     from hf_megadocs.training.data.packing import PackConfig, pack
-    from hf_megadocs.training.data.tokenize import tokenize_corpus
     from hf_megadocs.training.data.streams import load_stream
+    from hf_megadocs.training.data.tokenize import tokenize_corpus
     from hf_megadocs.training.model import build_model, load_tokenizer
 
     config = _config(args, corpus, output_dir)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -44,6 +45,11 @@ PAD_ROLE_ID = -1
 """Role id of padding positions (only ever produced by ``PackConfig(drop_last=False)``)."""
 
 DEFAULT_ROLE_ID = ROLE_IDS["real"]
+BATCH_CHARS = 4_000_000
+"""Characters per tokenizer call (about 1M tokens): a batch of 24k-token megadocs is ~40
+rows, not 1,000 (24M tokens as Python lists)."""
+PARALLEL_CHARS = 64_000_000
+"""Above this many characters (estimated), tokenization uses every available core."""
 """Role of characters not covered by any segment, and of rows without segments."""
 
 
@@ -225,7 +231,7 @@ def tokenize_corpus(
     text_column: str = "text",
     segments_column: str = "segments",
     num_proc: int | None = None,
-    batch_size: int = 1000,
+    batch_size: int | None = None,
 ) -> Dataset | IterableDataset:
     """Tokenize a text dataset into units with EOS after every document and per-token roles.
 
@@ -237,9 +243,10 @@ def tokenize_corpus(
         tokenizer: a fast transformers tokenizer with an EOS token. BOS is not added.
         text_column: column holding the text.
         segments_column: column holding role segments; ignored when absent.
-        num_proc: worker processes for ``Dataset.map`` (the fast tokenizer already uses
-            threads inside one process; more processes pay on large corpora).
-        batch_size: rows per tokenizer call.
+        num_proc: worker processes for ``Dataset.map``; None uses every available core
+            when the corpus is estimated above ``PARALLEL_CHARS`` characters, else one.
+        batch_size: rows per tokenizer call (and per Arrow write); None sizes batches by
+            characters (``BATCH_CHARS``), so memory does not grow with the row length.
 
     Returns:
         A dataset with columns ``input_ids`` (int32), ``roles`` (int8, ids in ``ROLE_IDS``),
@@ -253,7 +260,7 @@ def tokenize_corpus(
     from datasets import Dataset
 
     eos_id = _check_tokenizer(tokenizer)
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise ValueError(f"tokenize_corpus batch_size must be >= 1, got {batch_size}.")
     columns = dataset.column_names
     if columns is None:  # a streaming dataset with unresolved features: peek at one row
@@ -268,9 +275,11 @@ def tokenize_corpus(
     if is_map_style and len(dataset) == 0:
         raise ValueError("tokenize_corpus got an empty dataset (0 rows); nothing to train on.")
     seg_col = segments_column if segments_column in columns else None
+    if is_map_style:
+        batch_size, num_proc = _map_plan(dataset, text_column, batch_size, num_proc)
     kwargs: dict[str, Any] = {
         "batched": True,
-        "batch_size": batch_size,
+        "batch_size": batch_size or 1000,
         "remove_columns": columns,
         "features": _features(),
         "fn_kwargs": {
@@ -281,7 +290,7 @@ def tokenize_corpus(
         },
     }
     if is_map_style:
-        kwargs.update(num_proc=num_proc, desc="Tokenizing units")
+        kwargs.update(num_proc=num_proc, writer_batch_size=batch_size, desc="Tokenizing units")
     out = dataset.with_format("arrow").map(_tokenize_batch, **kwargs).with_format(None)
     if is_map_style:
         dropped = len(dataset) - len(out)
@@ -292,3 +301,24 @@ def tokenize_corpus(
                 f"tokenize_corpus: every row has empty text; check text_column={text_column!r}."
             )
     return out
+
+
+def _map_plan(
+    dataset: Dataset, text_column: str, batch_size: int | None, num_proc: int | None
+) -> tuple[int, int | None]:
+    """Rows per batch and worker processes, from the mean length of a sample of rows."""
+    sample = dataset.select(range(min(64, len(dataset))))[text_column]
+    mean_chars = max(1.0, sum(len(t or "") for t in sample) / max(1, len(sample)))
+    if batch_size is None:
+        batch_size = int(min(1000, max(1, BATCH_CHARS // mean_chars)))
+    if num_proc is None and mean_chars * len(dataset) > PARALLEL_CHARS:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        num_proc = min(cores or 1, max(1, len(dataset) // batch_size)) or None
+        num_proc = num_proc if num_proc and num_proc > 1 else None
+    if num_proc or batch_size < 1000:
+        logger.info(
+            "tokenize_corpus: %d rows of ~%.0f characters, %d rows per batch, %s",
+            len(dataset), mean_chars, batch_size,
+            f"{num_proc} processes" if num_proc else "one process",
+        )  # fmt: skip
+    return batch_size, num_proc

@@ -136,6 +136,25 @@ def test_multiprocess_and_streaming_match_single_process(tok):
     assert list(tokenize_corpus(from_gen, tok)) == list(streamed)
 
 
+def test_batches_are_sized_by_characters_and_large_corpora_use_every_core(tok, monkeypatch, caplog):
+    import logging
+
+    import hf_megadocs.training.data.tokenize as tokenize
+
+    caplog.set_level(logging.INFO, logger="hf_megadocs")
+    long_rows = Dataset.from_dict({"text": [" ".join(lee_lines()[:40])] * 30})
+    mean = len(long_rows[0]["text"])
+    assert tokenize._map_plan(long_rows, "text", None, None) == (tokenize.BATCH_CHARS // mean, None)
+    assert tokenize._map_plan(long_rows, "text", 5, 3) == (5, 3)  # explicit settings win
+    monkeypatch.setattr(tokenize, "PARALLEL_CHARS", 1_000)
+    monkeypatch.setattr(tokenize.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(tokenize, "BATCH_CHARS", 4 * mean)  # 4 rows per batch
+    assert tokenize._map_plan(long_rows, "text", None, None) == (4, 2)
+    auto = tokenize_corpus(long_rows, tok)
+    assert "30 rows of" in caplog.text and "4 rows per batch, 2 processes" in caplog.text
+    assert auto[:] == tokenize_corpus(long_rows, tok, batch_size=1000, num_proc=None)[:]
+
+
 def test_errors_before_any_work(tok):
     ds = Dataset.from_dict({"text": ["a b c"]})
     with pytest.raises(ValueError, match="eos_token_id"):
