@@ -37,6 +37,10 @@ _SENTENCE_BREAK = re.compile(r"(?:(?<=[.!?])[\"'\u201d\u2019)\]]*\s+|\n\s*\n\s*)
 _REFORMAT_LABEL = r"[ \t]*(?:[-*#>]+[ \t]*|\d+[.)][ \t]*)?(?:\*\*)?{label}(?:\*\*)?[ \t]*:(?:\*\*)?"
 _TOPIC = re.compile(_REFORMAT_LABEL.format(label="Topic"), re.IGNORECASE)
 _CONTENT = re.compile(_REFORMAT_LABEL.format(label="Content"), re.IGNORECASE)
+# "Content:" later on a topic's own line: the one-line form "- Topic: … Content: …".
+_INLINE_CONTENT = re.compile(r"[\s.,;|–—-]*(?:\*\*)?\bContent(?:\*\*)?[ \t]*:(?:\*\*)?", re.I)
+MAX_REFORMAT_ENTRIES = 8
+"""Entries a reformat output may hold (SynPro's cap); more make it malformed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,15 +242,18 @@ def assemble_latent(
 # --------------------------------------------------------------------------- reformat
 
 
-def parse_reformat(text: str) -> list[tuple[str, str]] | None:
+def parse_reformat(
+    text: str, max_entries: int | None = MAX_REFORMAT_ENTRIES
+) -> list[tuple[str, str]] | None:
     """The ``(topic, content)`` entries of a reformat output, or None when it is malformed.
 
     Well-formed: after optional blank lines, the text is a sequence of entries, each a
-    ``Topic:`` line followed by ``Content:`` text (markdown bold, bullets or numbering on
-    the labels are tolerated). Any other text, an empty topic or content, or a label out
-    of order makes the whole output malformed.
+    ``Topic:`` line followed by ``Content:`` text, or both on one line
+    (``- Topic: … Content: …``); markdown bold, bullets or numbering on the labels are
+    tolerated. Any other text, an empty topic or content, a label out of order, or more
+    than ``max_entries`` entries makes the whole output malformed.
     """
-    lines = text.strip().splitlines()
+    lines = _split_inline_entries(text.strip().splitlines())
     entries: list[tuple[str, str]] = []
     topic: str | None = None
     content: list[str] | None = None
@@ -281,7 +288,22 @@ def parse_reformat(text: str) -> list[tuple[str, str]] | None:
         return None
     if not close() or not entries:
         return None
+    if max_entries is not None and len(entries) > max_entries:
+        return None
     return entries
+
+
+def _split_inline_entries(lines: list[str]) -> list[str]:
+    """Lines with a ``Content:`` label after their ``Topic:`` label, split in two."""
+    out = []
+    for line in lines:
+        topic = _TOPIC.match(line)
+        inline = _INLINE_CONTENT.search(line, topic.end()) if topic else None
+        if inline is None:
+            out.append(line)
+        else:
+            out += [line[: inline.start()], "Content: " + line[inline.end() :].strip()]
+    return out
 
 
 def render_reformat(entries: Sequence[tuple[str, str]]) -> str:
@@ -348,6 +370,7 @@ __all__ = [
     "latent_split_points",
     "make_row",
     "parse_reformat",
+    "MAX_REFORMAT_ENTRIES",
     "real_text",
     "render_reformat",
     "segments_text",

@@ -171,6 +171,15 @@ def test_parse_reformat_well_formed_and_malformed():
     assert parse_reformat("Content: x") is None
     assert parse_reformat("Topic: A\nContent:   ") is None
     assert parse_reformat("Intro line\nTopic: A\nContent: x") is None
+    # The one-line form SynPro's own prompt asks for, bullets and bold included.
+    one_line = (
+        "- Topic: Floods. Content: The river rose.\n- **Topic:** Cattle **Content:** Moved uphill."
+    )
+    assert parse_reformat(one_line) == [("Floods", "The river rose."), ("Cattle", "Moved uphill.")]
+    assert parse_reformat("- Topic: A Content:") is None  # empty content
+    nine = "\n".join(f"- Topic: T{i} Content: c{i}" for i in range(9))
+    assert parse_reformat(nine) is None  # over the 8-entry cap
+    assert len(parse_reformat(nine, max_entries=None)) == 9
     row = assemble_reformat(text)
     assert row is not None
     assert (
