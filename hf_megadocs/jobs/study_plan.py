@@ -29,7 +29,8 @@ class StudyConfig:
     methods: list[str] = field(default_factory=lambda: ["simple", "stitched", "latent"])
     """Corpus methods of the mixed runs (``<method>_g<G>`` corpora)."""
     generations: list[int] = field(default_factory=lambda: [1, 2, 4])
-    """G values of the mixed runs (the store makes every smaller G free)."""
+    """G values of the mixed runs (simple and stitched share one set of rephrases, so the
+    store makes their smaller G free; latent thoughts are generated per G)."""
     synthetic_share: dict[str, float] = field(
         default_factory=lambda: {"simple": 0.75, "stitched": 0.9, "latent": 0.9}
     )
