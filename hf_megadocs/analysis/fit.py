@@ -297,5 +297,6 @@ def efficiency_interval(
         log_ratio = (a - np.log(np.where(gap > 0, gap, np.nan))) / alpha
         mult = fit.x0 * np.exp(log_ratio) / real_tokens
         mult = np.where((gap > 0) & (alpha > 0), mult, np.inf)
-        lo, hi = np.quantile(mult, [(1 - level) / 2, (1 + level) / 2])
+        # No interpolation: between two infinite samples it would give nan, not inf.
+        lo, hi = np.quantile(mult, [(1 - level) / 2, (1 + level) / 2], method="inverted_cdf")
     return float(lo), float(hi)

@@ -116,3 +116,7 @@ def test_interval_widens_with_run_noise_and_fit_error_is_clear():
     assert fit.residual_std > fit.residual_rms > 0  # n - 3 degrees of freedom
     with pytest.raises(ValueError, match="level"):
         efficiency_interval(loss, 4e6, fit, level=1.5)
+    # A loss at the law's floor: most draws reach no finite real-data size. The upper end
+    # is then infinite, never nan.
+    lo, hi = efficiency_interval(fit.E + 1e-4, 4e6, fit)
+    assert hi == float("inf") and not np.isnan(lo)
