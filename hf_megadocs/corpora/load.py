@@ -67,9 +67,12 @@ def shared_backend(names: list[str], **config_kwargs: Any) -> GenerationBackend 
     Plans each corpus (no generation), collects the requests the store lacks and starts
     one engine for all of them; hand it to :func:`load_corpus` (``generation_backend=``)
     for each name and close it after. None when nothing is missing: no engine starts.
-    All names share the generator settings in ``config_kwargs``.
+    All names share the generator settings in ``config_kwargs``; the :data:`LOAD_ARGUMENTS`
+    among them (where and how to build) are ignored here, so the same keyword arguments
+    can go to both functions.
     """
-    configs = [config_from_knobs(name, **config_kwargs) for name in names]
+    knobs = {k: v for k, v in config_kwargs.items() if k not in LOAD_ARGUMENTS}
+    configs = [config_from_knobs(name, **knobs) for name in names]
     synthetic = [c for c in configs if c.method != "real"]
     if not synthetic:
         return None
