@@ -156,23 +156,16 @@ def study_tokenizer_dir(config: StudyConfig) -> Path:
 def train_study_tokenizer(config: StudyConfig) -> Path | None:
     """Train the shared tokenizer once, on the full real training split of the study's
     training config (``data.real_fraction`` 1: every D is a subset of what it saw)."""
-    from hf_megadocs.training.data.streams import real_training_split
     from hf_megadocs.training.presets import load_config
-    from hf_megadocs.training.tokenizer_training import train_bpe_tokenizer
+    from hf_megadocs.training.tokenizer_training import train_on_real_split
 
     if config.tokenizer_vocab is None:
         return None
     folder = study_tokenizer_dir(config)
-    if not (folder / "tokenizer.json").is_file():
-        train_config = load_config(overrides=[*training_flags(config), "--data.real_fraction", "1"])
-        _, train, _, _ = real_training_split(train_config)
-        column = train_config.data.text_column
-        texts = (train[i : i + 1000][column] for i in range(0, len(train), 1000))
-        train_bpe_tokenizer(texts, config.tokenizer_vocab, folder)
-        logger.info("study tokenizer: %d-token BPE trained on %d real training documents -> %s",
-                    config.tokenizer_vocab, len(train), folder)  # fmt: skip
+    train_config = load_config(overrides=[*training_flags(config), "--data.real_fraction", "1"])
+    train_on_real_split(train_config, config.tokenizer_vocab, folder)
     return folder
 
 
-__all__ = ["PlannedRun", "StudyConfig", "base_flags", "run_flags", "training_flags", "plan_study", "study_tokenizer_dir",
-           "train_study_tokenizer"]  # fmt: skip
+__all__ = ["PlannedRun", "StudyConfig", "base_flags", "plan_study", "run_flags",
+           "study_tokenizer_dir", "train_study_tokenizer", "training_flags"]  # fmt: skip

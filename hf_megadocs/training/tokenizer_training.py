@@ -61,21 +61,11 @@ def run_tokenizer(config: TrainConfig, accelerator: Accelerator) -> Any:
     """This run's trained tokenizer: trained once by the main process, loaded by every rank."""
     from transformers import AutoTokenizer
 
-    from hf_megadocs.training.data.streams import real_training_split
-
     folder = Path(config.output_dir) / "tokenizer"
     vocab_size = config.model.train_tokenizer_vocab
     with accelerator.main_process_first():
-        if accelerator.is_main_process and not (folder / "tokenizer.json").is_file():
-            _, train, _, _ = real_training_split(config)
-            column = config.data.text_column
-            train_bpe_tokenizer(_texts(train, column), vocab_size, folder)
-            logger.info(
-                "trained a %d-token BPE tokenizer on %d real training documents -> %s",
-                vocab_size,
-                len(train),
-                folder,
-            )
+        if accelerator.is_main_process:
+            train_on_real_split(config, vocab_size, folder)
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
     if len(tokenizer) != vocab_size:
         logger.warning(
@@ -88,9 +78,28 @@ def run_tokenizer(config: TrainConfig, accelerator: Accelerator) -> Any:
     return tokenizer
 
 
-def _texts(dataset: Any, column: str, batch_size: int = 1000) -> Iterator[list[str]]:
+def train_on_real_split(config: TrainConfig, vocab_size: int, folder: Path) -> None:
+    """Train a BPE on the real training split of ``config`` into ``folder``, unless one is
+    already there (kept, so token ids never change)."""
+    from hf_megadocs.training.data.streams import real_training_split
+
+    if (folder / "tokenizer.json").is_file():
+        return
+    _, train, _, _ = real_training_split(config)
+    train_bpe_tokenizer(text_batches(train, config.data.text_column), vocab_size, folder)
+    logger.info(
+        "trained a %d-token BPE tokenizer on %d real training documents -> %s",
+        vocab_size,
+        len(train),
+        folder,
+    )
+
+
+def text_batches(dataset: Any, column: str, batch_size: int = 1000) -> Iterator[list[str]]:
+    """The ``column`` texts of ``dataset`` in lists of ``batch_size`` (what BPE training reads)."""
     for start in range(0, len(dataset), batch_size):
         yield dataset[start : start + batch_size][column]
 
 
-__all__ = ["END_OF_TEXT", "run_tokenizer", "train_bpe_tokenizer"]
+__all__ = ["END_OF_TEXT", "run_tokenizer", "text_batches", "train_bpe_tokenizer",
+           "train_on_real_split"]  # fmt: skip
