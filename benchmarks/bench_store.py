@@ -5,8 +5,10 @@ Usage::
     python benchmarks/bench_store.py [--num-records 100000] [--text-chars 3000] [--dir DIR]
 
 Writes the records in batches of 256 (flush + fsync per batch, as a generation run does),
-then opens the store cold (the index pass every corpus build pays), looks up every key,
-and reads back 10k random generations. Prints a Markdown table.
+then opens the store cold from its persisted index (what every corpus build pays), looks
+up every key one by one and in one vectorised call, reads back 10k random generations, and
+opens it once more after deleting the index (the rebuild from the JSONL). Prints a Markdown
+table with the memory the open store holds.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import random
 import shutil
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 from hf_megadocs.generation.store import GenerationStore
@@ -64,18 +67,32 @@ def main() -> None:
         write_s = time.perf_counter() - started
         size_mb = sum(p.stat().st_size for p in root.rglob("*.jsonl")) / 1e6
 
+        del store
+        index_mb = sum(p.stat().st_size for p in (root / "index").glob("*.idx")) / 1e6
+        tracemalloc.start()
         started = time.perf_counter()
         cold = GenerationStore(root)
         index_s = time.perf_counter() - started
+        held_mb = tracemalloc.get_traced_memory()[0] / 1e6
+        tracemalloc.stop()
         keys = list(cold.keys())
         started = time.perf_counter()
         hits = sum(key in cold for key in keys)
         contains_s = time.perf_counter() - started
+        started = time.perf_counter()
+        vector_hits = int(cold.contains(keys).sum())
+        vector_s = time.perf_counter() - started
         sample = random.Random(1).sample(keys, min(10_000, len(keys)))
         started = time.perf_counter()
         found = cold.get_many(sample)
         read_s = time.perf_counter() - started
-        assert hits == len(keys) == args.num_records and len(found) == len(sample)
+        for path in (root / "index").glob("*.idx"):
+            path.unlink()
+        started = time.perf_counter()
+        rebuilt = GenerationStore(root)
+        rebuild_s = time.perf_counter() - started
+        assert hits == vector_hits == len(keys) == args.num_records and len(found) == len(sample)
+        assert rebuilt.keys() == set(keys)
     finally:
         if args.dir is None:
             shutil.rmtree(root, ignore_errors=True)
@@ -83,13 +100,19 @@ def main() -> None:
     n = args.num_records
     print(
         f"Machine: {platform.machine()}, {platform.python_implementation()} "
-        f"{platform.python_version()}; {n} records, {size_mb:.0f} MB of JSONL\n"
+        f"{platform.python_version()}; {n} records, {size_mb:.0f} MB of JSONL, "
+        f"{index_mb:.1f} MB of index; the open store holds {held_mb:.1f} MB "
+        f"({held_mb * 1e6 / n:.0f} B/record, Python allocations)\n"
     )
     print("| step | seconds | rate |")
     print("|---|---|---|")
     print(f"| write (256/batch, fsync) | {write_s:.2f} | {n / write_s:,.0f} records/s |")
-    print(f"| cold open (index all files) | {index_s:.2f} | {n / index_s:,.0f} records/s |")
+    print(f"| cold open (persisted index) | {index_s:.2f} | {n / index_s:,.0f} records/s |")
     print(f"| `key in store` for every key | {contains_s:.3f} | {n / contains_s:,.0f} lookups/s |")
+    print(f"| `store.contains(keys)`, one call | {vector_s:.3f} | {n / vector_s:,.0f} lookups/s |")
+    print(
+        f"| cold open, index deleted (rebuild) | {rebuild_s:.2f} | {n / rebuild_s:,.0f} records/s |"
+    )
     rate = len(sample) / read_s
     print(f"| get_many, {len(sample)} random keys | {read_s:.2f} | {rate:,.0f} records/s |")
 

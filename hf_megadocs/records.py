@@ -154,16 +154,30 @@ class Generation:
         return not ({"empty", "refusal"} & set(self.flags))
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-serialisable dict (one store line)."""
+        """A JSON-serialisable dict (one store line).
+
+        The raw text is stored once: when the cleaned text lies inside it (cleaning strips
+        whitespace, preambles and wrappers), only what surrounds it is kept, as
+        ``raw_affixes``.
+        """
         record = asdict(self)
         record["flags"] = list(self.flags)
+        start = self.raw_text.find(self.text) if self.text else -1
+        if start >= 0:
+            del record["raw_text"]
+            affixes = [self.raw_text[:start], self.raw_text[start + len(self.text) :]]
+            if any(affixes):
+                record["raw_affixes"] = affixes
         return record
 
     @classmethod
     def from_json(cls, record: dict[str, Any]) -> Generation:
-        """Inverse of :meth:`to_json`."""
+        """Inverse of :meth:`to_json` (also reads records that spell ``raw_text`` out)."""
         record = dict(record)
         record["flags"] = tuple(record.get("flags", ()))
+        if "raw_text" not in record:
+            prefix, suffix = record.pop("raw_affixes", ("", ""))
+            record["raw_text"] = prefix + record["text"] + suffix
         return cls(**record)
 
 

@@ -82,7 +82,8 @@ def shared_backend(names: list[str], **config_kwargs: Any) -> GenerationBackend 
     for config in synthetic:
         planned = plan_corpus(config, info=info)
         info = planned.info
-        missing.update((r.key, r) for r in planned.requests if r.key not in store)
+        held = store.contains([r.key for r in planned.requests]).tolist()
+        missing.update((r.key, r) for r, h in zip(planned.requests, held, strict=True) if not h)
     if not missing:
         logger.info("every generation of %s is in the store; no engine started", names)
         return None

@@ -3,6 +3,7 @@
 Layout under the store root::
 
     generations/shard-<i>-of-<n>-<host>-<pid>.jsonl   one Generation.to_json() per line
+    index/shard-<i>-of-<n>-<host>-<pid>.idx          its persisted index (store_index.py)
     prompts.jsonl                                    every prompt template used, verbatim
     runs/<writer>-<timestamp>.json                   resolved config + summary per run
 
@@ -26,8 +27,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from hf_megadocs.generation.embedded import cache_root
 from hf_megadocs.generation.prompts import PromptTemplate
+from hf_megadocs.generation.store_index import CORRUPT, ENTRY, FileIndex, key_bytes, key_text
+from hf_megadocs.generation.store_keys import LOCATION, MISSING, KeyTable
 from hf_megadocs.jsonl import append_record, read_records
 from hf_megadocs.records import Generation
 
@@ -61,19 +66,16 @@ class StoreNotWritableError(ValueError):
 class GenerationStore:
     """Index over every generation under ``root``; reads records from disk on demand.
 
-    The index maps each key to (file, byte offset, length), so a store of ~100k records
-    costs one pass over the files and a few hundred bytes per key in memory.
+    Opening a store reads each file's persisted index (:mod:`.store_index`, 40 bytes per
+    record) and parses only JSONL lines the index lacks; in memory each key costs ~32 bytes
+    (:class:`~.store_keys.KeyTable`).
     """
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).expanduser()
-        self._files: list[Path] = []
+        self._files: list[FileIndex] = []
         self._file_ids: dict[Path, int] = {}
-        self._consumed: dict[Path, int] = {}
-        self._torn: dict[Path, bool] = {}
-        self._index: dict[str, tuple[int, int, int]] = {}
-        self.duplicates = 0
-        """Records whose key was already in the store (the first one wins)."""
+        self._table = KeyTable()
         self.corrupt_lines = 0
         """Complete lines that are not a valid generation record (e.g. a torn line later
         followed by another writer session)."""
@@ -86,73 +88,90 @@ class GenerationStore:
     def generations_dir(self) -> Path:
         return self.root / "generations"
 
+    @property
+    def index_dir(self) -> Path:
+        return self.root / "index"
+
     # ----------------------------------------------------------------- reading
     def refresh(self) -> None:
-        """Index records appended since the last scan, including files of other writers."""
+        """Index records appended since the last scan, including files of other writers,
+        and write the indexes of files nobody else is writing when they lag."""
         if not self.generations_dir.is_dir():
             return
+        added = []
         for path in sorted(self.generations_dir.glob("*.jsonl")):
-            if path not in self._file_ids:
-                self._file_ids[path] = len(self._files)
-                self._files.append(path)
-                self._consumed[path] = 0
-            self._scan(path)
+            file_id = self._file_id(path)
+            entries = self._files[file_id].catch_up()
+            if len(entries):
+                added.append((file_id, entries))
+        self._add(added)
+        for file_index in self._files:
+            file_index.persist()
 
-    def _scan(self, path: Path) -> None:
-        file_id = self._file_ids[path]
-        offset = self._consumed[path]
-        torn = False
-        with path.open("rb") as handle:
-            handle.seek(offset)
-            for line in handle:
-                if not line.endswith(b"\n"):
-                    # A torn tail (writer killed mid-line) or a line still being written:
-                    # left unconsumed, so a later refresh reads it once it is complete.
-                    torn = True
-                    if not self._torn.get(path):
-                        logger.warning(
-                            "Skipping the incomplete last line of %s at byte %d (a writer "
-                            "was stopped mid-line, or is writing it now)",
-                            path,
-                            offset,
-                        )
-                    break
-                self._add_line(line, file_id, offset)
-                offset += len(line)
-        self._consumed[path] = offset
-        self._torn[path] = torn
+    def _file_id(self, path: Path) -> int:
+        file_id = self._file_ids.get(path)
+        if file_id is None:
+            file_id = self._file_ids[path] = len(self._files)
+            self._files.append(FileIndex(path, self.index_dir))
+        return file_id
 
-    def _add_line(self, line: bytes, file_id: int, offset: int) -> None:
-        try:
-            record = json.loads(line)
-            key = record["key"]
-        except (ValueError, KeyError, TypeError):
-            if line.strip():
-                self.corrupt_lines += 1
-                logger.warning(
-                    "Skipping a line that is not a generation record in %s at byte %d",
-                    self._files[file_id],
-                    offset,
-                )
+    def _add(self, added: list[tuple[int, np.ndarray]]) -> None:
+        """Take new entries (file order: the first occurrence of a key wins)."""
+        if not added:
             return
-        if key in self._index:
-            self.duplicates += 1
-            return
-        self._index[key] = (file_id, offset, len(line))
-        self._tokens["prompt"] += record.get("prompt_tokens", 0)
-        self._tokens["completion"] += record.get("completion_tokens", 0)
-        self._flags.update(record.get("flags", ()))
-        self._prompt_counts[record.get("prompt_id", "")] += 1
+        entries = np.concatenate([e for _, e in added])
+        file_ids = np.concatenate([np.full(len(e), i, dtype="<u4") for i, e in added])
+        valid = entries["label"] != CORRUPT
+        self.corrupt_lines += int((~valid).sum())
+        entries, file_ids = entries[valid], file_ids[valid]
+        where = np.empty(len(entries), dtype=LOCATION)
+        where["file"], where["offset"], where["length"] = (
+            file_ids,
+            entries["offset"],
+            entries["length"],
+        )
+        new = self._table.add(entries["key"], where)
+        self._count(entries[new], file_ids[new])
+
+    @property
+    def duplicates(self) -> int:
+        """Records whose key was already in the store (the first one wins)."""
+        return self._table.duplicates
+
+    def _count(self, entries: np.ndarray, file_ids: np.ndarray) -> None:
+        self._tokens["prompt"] += int(entries["prompt_tokens"].sum())
+        self._tokens["completion"] += int(entries["completion_tokens"].sum())
+        pairs, counts = np.unique(
+            (file_ids.astype(np.uint64) << 32) | entries["label"], return_counts=True
+        )
+        for pair, count in zip(pairs.tolist(), counts.tolist(), strict=True):
+            prompt_id, flags = self._files[pair >> 32].labels[pair & 0xFFFFFFFF]
+            self._prompt_counts[prompt_id] += count
+            for flag in flags:
+                self._flags[flag] += count
+
+    def locate(self, keys: list[str]) -> np.ndarray:
+        """Where each of ``keys`` lies (``LOCATION``; ``file`` is ``MISSING`` when absent)."""
+        return self._table.locate(key_bytes(keys))
+
+    def contains(self, keys: list[str]) -> np.ndarray:
+        """For each of ``keys``, whether the store holds it (one vectorised lookup)."""
+        return self.locate(keys)["file"] != MISSING
 
     def keys(self) -> set[str]:
         """Every stored key."""
-        return set(self._index)
+        return {key_text(k) for k in self._table.digests()}
 
     def __len__(self) -> int:
-        return len(self._index)
+        return len(self._table)
 
     def __contains__(self, key: object) -> bool:
-        return key in self._index
+        if not isinstance(key, str) or len(key) != 32:
+            return False
+        try:
+            return bool(self.contains([key])[0])
+        except ValueError:
+            return False
 
     def get(self, key: str) -> Generation | None:
         """The stored generation for ``key``, or None."""
@@ -160,19 +179,23 @@ class GenerationStore:
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Generation]:
         """The stored generations among ``keys`` (missing keys are left out)."""
-        wanted = sorted((self._index[key], key) for key in set(keys) if key in self._index)
+        unique = list(dict.fromkeys(keys))
+        where = self.locate(unique)
+        present = np.flatnonzero(where["file"] != MISSING)
+        present = present[np.lexsort((where["offset"][present], where["file"][present]))]
         found: dict[str, Generation] = {}
         handle = None
         current = -1
         try:
-            for (file_id, offset, length), key in wanted:
+            for i in present.tolist():
+                file_id, offset, length = where[i].tolist()
                 if file_id != current:
                     if handle is not None:
                         handle.close()
-                    handle = self._files[file_id].open("rb")
+                    handle = self._files[file_id].jsonl.open("rb")
                     current = file_id
                 handle.seek(offset)
-                found[key] = Generation.from_json(json.loads(handle.read(length)))
+                found[unique[i]] = Generation.from_json(json.loads(handle.read(length)))
         finally:
             if handle is not None:
                 handle.close()
@@ -181,14 +204,14 @@ class GenerationStore:
     def stats(self) -> dict[str, Any]:
         """Counts for logs and dataset cards: records, tokens, flags, files, anomalies."""
         return {
-            "count": len(self._index),
+            "count": len(self),
             "prompt_tokens": self._tokens["prompt"],
             "completion_tokens": self._tokens["completion"],
             "flags": dict(self._flags),
             "by_prompt": dict(self._prompt_counts),
             "files": len(self._files),
             "duplicates": self.duplicates,
-            "torn_lines": sum(self._torn.values()),
+            "torn_lines": sum(f.torn for f in self._files),
             "corrupt_lines": self.corrupt_lines,
         }
 
@@ -229,24 +252,12 @@ class GenerationStore:
         """An appender to this process's own file for shard ``shard_index`` of ``num_shards``."""
         return StoreWriter(self, shard_index, num_shards)
 
-    def _register(
-        self, path: Path, entries: list[tuple[str, int, int, Generation]], end: int
-    ) -> None:
-        if path not in self._file_ids:
-            self._file_ids[path] = len(self._files)
-            self._files.append(path)
-            self._torn[path] = False
-        file_id = self._file_ids[path]
-        for key, offset, length, generation in entries:
-            if key in self._index:
-                self.duplicates += 1
-                continue
-            self._index[key] = (file_id, offset, length)
-            self._tokens["prompt"] += generation.prompt_tokens
-            self._tokens["completion"] += generation.completion_tokens
-            self._flags.update(generation.flags)
-            self._prompt_counts[generation.prompt_id] += 1
-        self._consumed[path] = end
+    def _written(self, path: Path, entries: np.ndarray, end: int) -> FileIndex:
+        """Take entries a writer of this process just appended to ``path``."""
+        file_id = self._file_id(path)
+        self._files[file_id].add_written(entries, end)
+        self._add([(file_id, entries)])
+        return self._files[file_id]
 
     def record_prompt(self, template: PromptTemplate) -> None:
         """Add ``template`` verbatim to ``prompts.jsonl`` unless its hash is already there."""
@@ -305,7 +316,11 @@ class GenerationStore:
 
 
 class StoreWriter:
-    """Appends generations to this process's shard file; flush + fsync after each batch."""
+    """Appends generations to this process's shard file; flush + fsync after each batch.
+
+    Holds the file's index lock while open and writes the index entries of every batch
+    right after the batch itself is durable.
+    """
 
     def __init__(self, store: GenerationStore, shard_index: int, num_shards: int) -> None:
         if not 0 <= shard_index < num_shards:
@@ -316,6 +331,7 @@ class StoreWriter:
         self.name = writer_name(shard_index, num_shards)
         store.generations_dir.mkdir(parents=True, exist_ok=True)
         self.path = store.generations_dir / f"{self.name}.jsonl"
+        self._lock = FileIndex(self.path, store.index_dir).lock.acquire()
         self._handle = self.path.open("ab")
         self.written = 0
         if self._handle.tell() > 0:
@@ -324,27 +340,40 @@ class StoreWriter:
                 if existing.read(1) != b"\n":  # keep an earlier torn tail on its own line
                     self._handle.write(b"\n")
                     self._handle.flush()
+        store.refresh()  # the file's earlier lines are indexed before ours follow them
+        self._index = store._files[store._file_id(self.path)]
+        self._index.persist(locked=True)
 
     def append(self, generations: list[Generation]) -> None:
-        """Write ``generations`` durably and add them to the store's index."""
+        """Write ``generations`` durably, then add them to the store's index."""
         if not generations:
             return
+        key_bytes([g.key for g in generations])  # refuse a malformed key before writing
         offset = self._handle.tell()
         lines = [_dumps(g.to_json()) for g in generations]
         self._handle.write(b"".join(lines))
         self._handle.flush()
         os.fsync(self._handle.fileno())
-        entries = []
-        for generation, line in zip(generations, lines, strict=True):
-            entries.append((generation.key, offset, len(line), generation))
+        entries = np.empty(len(generations), dtype=ENTRY)
+        for i, (generation, line) in enumerate(zip(generations, lines, strict=True)):
+            label = self._index.label_id((generation.prompt_id, tuple(generation.flags)))
+            entries[i] = (
+                bytes.fromhex(generation.key),
+                offset,
+                len(line),
+                generation.prompt_tokens,
+                generation.completion_tokens,
+                label,
+            )
             offset += len(line)
-        self.store._register(self.path, entries, offset)
+        self.store._written(self.path, entries, offset).persist(locked=True)
         self.written += len(generations)
 
     def close(self) -> None:
-        """Close the file. Safe to call twice."""
+        """Close the file and give up its index lock. Safe to call twice."""
         if not self._handle.closed:
             self._handle.close()
+        self._lock.release()
 
     def __enter__(self) -> StoreWriter:
         return self
