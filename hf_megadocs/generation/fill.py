@@ -10,6 +10,7 @@ batch, and records the prompts and a run record with the same counters for every
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import os
 import time
@@ -53,9 +54,14 @@ def default_shard() -> tuple[int, int]:
     return 0, 1
 
 
-def shard_of(key: str, num_shards: int) -> int:
-    """The shard that owns ``key`` (a hex store key)."""
-    return int(key, 16) % num_shards
+def shard_of(source_id: str, num_shards: int) -> int:
+    """The shard that owns every request of document ``source_id``.
+
+    By document, not by request key: a shard picks its documents before building any
+    request (a key needs the rendered prompt), and all of a document's parts land together.
+    """
+    digest = hashlib.blake2b(source_id.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % num_shards
 
 
 @dataclass
@@ -178,21 +184,22 @@ def _missing(
 ) -> tuple[GenerationSummary, list[tuple[str, GenerationRequest]]]:
     """The summary's request counts, and this shard's requests the store lacks (by key)."""
     summary = GenerationSummary()
-    missing: list[tuple[str, GenerationRequest]] = []
-    seen: set[str] = set()
+    mine: dict[str, GenerationRequest] = {}
     for request in requests:
         key = request.key
-        if shard_of(key, num_shards) != shard_index:
+        if shard_of(request.source_id, num_shards) != shard_index:
             summary.other_shards += 1
-        elif key in seen:
+        elif key in mine:
             summary.duplicate_requests += 1
         else:
-            seen.add(key)
-            summary.requests += 1
-            if key in store:
-                summary.cached += 1
-            else:
-                missing.append((key, request))
+            mine[key] = request
+    summary.requests = len(mine)
+    keys = list(mine)
+    stored = store.contains(keys)
+    summary.cached = int(stored.sum())
+    missing = [
+        (key, mine[key]) for key, held in zip(keys, stored.tolist(), strict=True) if not held
+    ]
     return summary, missing
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from hf_megadocs.generation.backends import GenerationBackend, generator_info, make_backend
 from hf_megadocs.generation.config import GenerationSettings
-from hf_megadocs.generation.fill import GenerationSummary, default_shard, fill_store
+from hf_megadocs.generation.fill import GenerationSummary, default_shard, fill_store, shard_of
 from hf_megadocs.generation.prompts import PROMPT_IDS, get_prompt
 from hf_megadocs.generation.sources import SourceStats, validate_source
 from hf_megadocs.generation.store import GenerationStore, resolve_store_dir
@@ -80,12 +80,15 @@ def generate(
     prompt = get_prompt(config.prompt_id, config.prompt_template_file)
     source_stats = SourceStats()
     docs, held_out = config.read_documents(source_stats)
+    mine = [d for d in docs if shard_of(d.source_id, config.num_shards) == config.shard_index]
     info = backend if backend is not None else generator_info(config.backend)
-    batch = config.sample_requests(docs, prompt, config.num_samples, info)
+    batch = config.sample_requests(mine, prompt, config.num_samples, info)
     skipped = {f"source:{reason}": n for reason, n in source_stats.skipped.items()}
     skipped.update({f"request:{reason}": n for reason, n in batch.skipped.items()})
     if held_out:
         skipped["validation_split"] = len(held_out)
+    if len(mine) < len(docs):
+        skipped["documents_of_other_shards"] = len(docs) - len(mine)
     summary = fill_store(
         batch.requests,
         backend
@@ -112,9 +115,12 @@ def generate(
     )
     summary.skipped = skipped
     logger.info(
-        "%d documents (%d held out for validation), %d requests built",
+        "%d documents (%d held out for validation), %d of them on shard %d/%d: %d requests built",
         len(docs),
         len(held_out),
+        len(mine),
+        config.shard_index,
+        config.num_shards,
         len(batch.requests),
     )
     return summary
