@@ -126,3 +126,19 @@ def test_config_errors_name_the_field(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "4")
     cfg = GenerationConfig()
     assert (cfg.shard_index, cfg.num_shards) == (2, 4)
+
+
+def test_shards_filled_apart_serve_the_corpus_build_without_a_request(tmp_path):
+    """The cluster recipe: N `generate` shards into one store, then the builder reads it."""
+    from hf_megadocs.corpora.config import config_from_knobs
+    from hf_megadocs.corpora.plan import prepare_corpus
+
+    for index in range(3):
+        generate(config(tmp_path, num_shards=3, shard_index=index), backend=DummyBackend())
+    stitched = config_from_knobs(
+        "stitched_g4", source="embedded", max_docs=6, max_new_tokens=16, backend="dummy",
+        store_dir=str(tmp_path),
+    )  # fmt: skip
+    counters = prepare_corpus(stitched).counters
+    assert counters["generation"]["generated"] == 0
+    assert counters["generation"]["cached"] == counters["generations_used"] > 0

@@ -296,3 +296,28 @@ def _check_blocked_loss(model, packed) -> None:
     with torch.no_grad():
         cross = model(input_ids=batch["input_ids"], labels=batch["input_ids"]).loss.item()
     assert abs(cross - packed_loss.item()) > 1e-4
+
+
+def test_two_ranks_map_one_packed_file_and_read_disjoint_complete_shards(units, tmp_path):
+    """What the trainer does on a node: rank 0 packs into the cache, every rank maps it."""
+    from hf_megadocs.training.data.mixing import MixConfig, MixingSampler
+
+    cfg = PackConfig(seq_len=16, attention="document")
+    reference = pack(units, cfg)
+    pack(units, cfg, cache_dir=tmp_path)
+    (entry,) = tmp_path.iterdir()
+    ranks = [PackedSequences.load(entry) for _ in range(2)]
+    assert all(r.input_ids.filename == ranks[0].input_ids.filename for r in ranks)
+    mix = MixConfig(synthetic_share=0.5, global_batch_size=4, real_epochs=2, seed=3)
+    samplers = [
+        MixingSampler(len(reference), len(reference), mix, rank=r, world_size=2) for r in (0, 1)
+    ]
+    whole = MixingSampler(len(reference), len(reference), mix)
+    for step, per_rank in enumerate(zip(*samplers, strict=True)):
+        assert not set(per_rank[0]) & set(per_rank[1])
+        assert [p for rows in per_rank for p in rows] == whole.global_batch(step)
+        for packed, rows in zip(ranks, per_rank, strict=True):
+            indices = [i for _, i in rows]
+            for k, v in reference.batch(indices).items():
+                assert np.array_equal(packed.batch(indices)[k], v), k
+    assert step + 1 == len(whole)
