@@ -1,0 +1,213 @@
+"""The paper's workload, scaled down and extrapolated: store → corpora → first training step.
+
+Paper-shaped documents (``--doc-words`` words each, ≈1,300 tokens) × G = 32 with the
+``dummy`` backend (it echoes about half the prompt: ≈700-token generations, so a stitched
+megadoc is ≈24k tokens, the paper's size), at each
+``--docs`` size. Every step runs in its own fresh process and is measured from outside
+(wall time, and peak RSS of the largest process of its tree from ``wait4``):
+
+1. fill: plan ``stitched_g32`` and generate every missing rephrase into the store;
+2. cold open: open the store (its persisted index);
+3. build ``stitched_g32`` and ``simple_g32`` with ``load_dataset`` (store reads only);
+4. ``accelerate launch recipes/train.py --max_steps 2``: load both corpora, tokenize,
+   pack out of core, two optimizer steps of the ``tiny_cpu`` model.
+
+Then per step the growth exponent between the two largest sizes (time ∝ N^b; b ≤ 1 is
+linear or better) and the extrapolation from the largest size to the paper's 164k source
+documents (5.2M generations) with that exponent. The trainer's log splits step 4 into
+tokenization, packing and the rest. Prints Markdown.
+
+Usage: ``python benchmarks/bench_scale.py [--docs 1000 4000 16000] [--dir DIR]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+PAPER_DOCS = 164_000
+G = 32
+
+FILL = r"""
+import json, sys, time
+from hf_megadocs.corpora.config import config_from_knobs
+from hf_megadocs.corpora.plan import prepare_corpus
+start = time.perf_counter()
+plan = prepare_corpus(config_from_knobs("stitched_g32", **json.loads(sys.argv[1])))
+print(json.dumps({"seconds": time.perf_counter() - start, "counters": plan.counters}))
+"""
+
+OPEN = r"""
+import json, sys, time
+from hf_megadocs.generation.store import GenerationStore
+start = time.perf_counter()
+store = GenerationStore(sys.argv[1])
+print(json.dumps({"seconds": time.perf_counter() - start, "records": len(store)}))
+"""
+
+BUILD = r"""
+import json, sys, time
+import datasets, hf_megadocs
+start = time.perf_counter()
+corpus = datasets.load_dataset("hf_megadocs", sys.argv[1], split="train", **json.loads(sys.argv[2]))
+print(json.dumps({"seconds": time.perf_counter() - start, "rows": len(corpus)}))
+"""
+
+
+def _measured(command: list[str], env: dict[str, str], log: Path) -> dict[str, float]:
+    """Run ``command``; its wall time, peak RSS of its largest process (GiB), last JSON line."""
+    started = time.perf_counter()
+    with log.open("w") as out:
+        child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=out, text=True, env=env)
+        stdout = child.stdout.read() if child.stdout else ""
+        _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode:
+        raise SystemExit(f"{' '.join(command[:4])} … failed ({child.returncode}); see {log}")
+    result = {"wall_s": time.perf_counter() - started, "peak_gib": usage.ru_maxrss / 2**20}
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
+    if lines:
+        result.update(json.loads(lines[-1]))
+    return result
+
+
+def _source(path: Path, docs: int, words_per_doc: int) -> None:
+    """``docs`` documents of ``words_per_doc`` words drawn from the embedded news corpus."""
+    from hf_megadocs.generation.sources import SourceConfig, load_source
+
+    news = load_source(SourceConfig(source="embedded", on_bad_input="skip"))
+    vocabulary = sorted({w for doc in news for w in doc.text.split()})
+    rng = random.Random(0)
+    with path.open("w") as handle:
+        for i in range(docs):
+            words = rng.choices(vocabulary, k=words_per_doc)
+            handle.write(json.dumps({"id": f"doc-{i}", "text": " ".join(words)}) + "\n")
+
+
+def _one_size(docs: int, root: Path, args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    root.mkdir(parents=True)
+    _source(root / "source.jsonl", docs, args.doc_words)
+    knobs = {
+        "source": str(root / "source.jsonl"),
+        "id_column": "id",
+        "backend": "dummy",
+        "max_new_tokens": args.max_new_tokens,
+        "store_dir": str(root / "store"),
+        "batch_size": 4096,
+    }
+    env = {**os.environ, "HF_HOME": str(root / "hf"), "HF_HUB_OFFLINE": "1"}
+    load = {**knobs, "cache_dir": str(root / "hf" / "datasets")}
+    py = sys.executable
+    steps: dict[str, dict[str, float]] = {}
+    steps["fill"] = _measured([py, "-c", FILL, json.dumps(knobs)], env, root / "fill.log")
+    steps["cold open"] = _measured([py, "-c", OPEN, str(root / "store")], env, root / "open.log")
+    for name in ("stitched_g32", "simple_g32"):
+        steps[f"build {name}"] = _measured(
+            [py, "-c", BUILD, name, json.dumps(load)], env, root / f"build_{name}.log"
+        )
+    accelerate = str(Path(py).with_name("accelerate"))
+    train = [accelerate, "launch", "--num_processes", "1", "recipes/train.py"]
+    train += ["--config", "recipes/configs/tiny_cpu.yaml", "--data.synthetic_corpus"]
+    train += ["stitched_g32", "--data.corpus_kwargs", json.dumps(knobs), "--max_steps", "2"]
+    train += ["--output_dir", str(root / "run"), "--eval_every", "0", "--log_with", "none"]
+    train += ["--eval.max_docs", "16", "--eval.long_context_docs", "2"]
+    steps["tokenize + pack + 2 steps"] = _measured(train, env, root / "train.log")
+    steps["tokenize + pack + 2 steps"].update(_phases(root / "train.log"))
+    return steps
+
+
+def _growth(sizes: list[int], values: list[float]) -> float:
+    """The exponent b of value ∝ size^b between the two largest sizes."""
+    (n1, v1), (n2, v2) = sorted(zip(sizes, values, strict=True))[-2:]
+    return float(np.log(max(v2, 1e-6) / max(v1, 1e-6)) / np.log(n2 / n1))
+
+
+def _phases(log: Path) -> dict[str, float]:
+    """Seconds of tokenization and packing, from the trainer's log timestamps."""
+    stamps: dict[str, list[float]] = {"tokenize": [], "packed": []}
+    for line in log.read_text(errors="replace").splitlines():
+        for name, needle in (("tokenize", "tokenize_corpus:"), ("packed", "data.packing: packed")):
+            if needle in line:
+                when = time.strptime(line[:19], "%Y-%m-%d %H:%M:%S")
+                stamps[name].append(time.mktime(when) + float("0." + line[20:23]))
+    if not stamps["tokenize"] or not stamps["packed"]:
+        return {}
+    return {
+        "tokenize_s": stamps["packed"][0] - stamps["tokenize"][0],
+        "pack_s": stamps["packed"][-1] - stamps["packed"][0],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--docs", type=int, nargs="+", default=[1000, 4000, 16000])
+    parser.add_argument("--doc-words", type=int, default=800, help="≈1,300 SmolLM2 tokens")
+    parser.add_argument("--max-new-tokens", type=int, default=700)
+    parser.add_argument("--dir", default=None, help="work folder (default: a temp dir)")
+    args = parser.parse_args()
+    work = Path(args.dir or tempfile.mkdtemp(prefix="bench_scale_"))
+    results = {}
+    try:
+        for docs in args.docs:
+            results[docs] = _one_size(docs, work / f"docs_{docs}", args)
+            print(f"{docs} docs: {json.dumps(results[docs])}", file=sys.stderr, flush=True)
+            for kept in ("fill.log", "train.log"):
+                shutil.copy(work / f"docs_{docs}" / kept, work / f"{docs}_{kept}")
+            shutil.rmtree(work / f"docs_{docs}")  # the next size needs the disk
+    finally:
+        if args.dir is None:
+            shutil.rmtree(work, ignore_errors=True)
+    _report(results, args)
+
+
+def _report(results: dict[int, dict[str, dict[str, float]]], args: argparse.Namespace) -> None:
+    sizes = sorted(results)
+    steps = list(results[sizes[0]])
+    print(
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores; dummy backend; documents of "
+        f"{args.doc_words} words, G = {G}, ≤ {args.max_new_tokens} new tokens\n"
+    )
+    header = " | ".join(f"{n:,} docs ({n * G:,} gen.)" for n in sizes)
+    print(f"| step | {header} | growth b (t ∝ N^b) | at {PAPER_DOCS:,} docs (extrapolated) |")
+    print("|---|" + "---|" * len(sizes) + "---|---|")
+    for step in steps:
+        walls = [results[n][step]["wall_s"] for n in sizes]
+        peaks = [results[n][step]["peak_gib"] for n in sizes]
+        cells = " | ".join(f"{w:,.1f} s, {p:.2f} GiB" for w, p in zip(walls, peaks, strict=True))
+        if len(sizes) > 1:
+            b, pb = _growth(sizes, walls), _growth(sizes, peaks)
+            scale = PAPER_DOCS / sizes[-1]
+            at = f"{walls[-1] * scale**b / 60:,.1f} min, {peaks[-1] * scale ** max(pb, 0):.2f} GiB"
+            growth = f"{b:.2f} (RSS {pb:+.2f})"
+        else:
+            at, growth = "—", "—"
+        print(f"| {step} | {cells} | {growth} | {at} |")
+    print()
+    for n in sizes:
+        train = results[n]["tokenize + pack + 2 steps"]
+        if "tokenize_s" in train:
+            print(
+                f"- training step at {n:,} docs: tokenization {train['tokenize_s']:,.1f} s, "
+                f"packing {train['pack_s']:,.1f} s (from the trainer's log)"
+            )
+    for n, found in ((n, results[n]["cold open"]) for n in sizes):
+        per_million = found["seconds"] / max(1, found["records"]) * 1e6
+        print(
+            f"- cold open at {n:,} docs: {found['records']:,} records in {found['seconds']:.2f} s "
+            f"inside the process ({per_million:.2f} s per million records)"
+        )
+
+
+if __name__ == "__main__":
+    main()
