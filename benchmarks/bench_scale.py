@@ -4,7 +4,9 @@ Paper-shaped documents (``--doc-words`` words each, ≈1,300 tokens) × G = 32 w
 ``dummy`` backend (it echoes about half the prompt: ≈700-token generations, so a stitched
 megadoc is ≈24k tokens, the paper's size), at each
 ``--docs`` size. Every step runs in its own fresh process and is measured from outside
-(wall time, and peak RSS of the largest process of its tree from ``wait4``):
+(wall time; peak RSS of the largest process of its tree from ``wait4``; and, sampled
+every 50 ms, the largest private (``RssAnon``) and file-backed (``RssFile``: mapped
+Arrow and packed files, reclaimable) parts of any process of the tree):
 
 1. fill: plan ``stitched_g32`` and generate every missing rephrase into the store;
 2. cold open: open the store (its persisted index);
@@ -31,6 +33,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -65,17 +68,60 @@ print(json.dumps({"seconds": time.perf_counter() - start, "rows": len(corpus)}))
 """
 
 
+def _tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants, from ``/proc``."""
+    found = [pid]
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            for child in Path(f"/proc/{pid}/task/{task}/children").read_text().split():
+                found += _tree(int(child))
+    except OSError:
+        pass
+    return found
+
+
+def _rss_kib(pid: int) -> tuple[int, int]:
+    """(private, file-backed) resident KiB of ``pid`` (``RssAnon``, ``RssFile``)."""
+    fields = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(("RssAnon:", "RssFile:")):
+                fields[line.split(":")[0]] = int(line.split()[1])
+    except OSError:
+        pass
+    return fields.get("RssAnon", 0), fields.get("RssFile", 0)
+
+
 def _measured(command: list[str], env: dict[str, str], log: Path) -> dict[str, float]:
-    """Run ``command``; its wall time, peak RSS of its largest process (GiB), last JSON line."""
+    """Run ``command``: its wall time; the peak RSS of its largest process (GiB, from
+    ``wait4``) and, sampled every 50 ms, the largest private and file-backed parts; and
+    its last JSON line on stdout."""
+    peak = [0, 0]
+    done = threading.Event()
     started = time.perf_counter()
     with log.open("w") as out:
         child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=out, text=True, env=env)
+
+        def watch() -> None:
+            while not done.is_set():
+                for pid in _tree(child.pid):
+                    anon, mapped = _rss_kib(pid)
+                    peak[0], peak[1] = max(peak[0], anon), max(peak[1], mapped)
+                time.sleep(0.05)
+
+        threading.Thread(target=watch, daemon=True).start()
         stdout = child.stdout.read() if child.stdout else ""
+        done.set()
         _, status, usage = os.wait4(child.pid, 0)
     child.returncode = os.waitstatus_to_exitcode(status)
     if child.returncode:
         raise SystemExit(f"{' '.join(command[:4])} … failed ({child.returncode}); see {log}")
-    result = {"wall_s": time.perf_counter() - started, "peak_gib": usage.ru_maxrss / 2**20}
+    result = {
+        "wall_s": time.perf_counter() - started,
+        "peak_gib": usage.ru_maxrss / 2**20,
+        "anon_gib": peak[0] / 2**20,
+        "file_gib": peak[1] / 2**20,
+    }
     lines = [line for line in stdout.splitlines() if line.startswith("{")]
     if lines:
         result.update(json.loads(lines[-1]))
@@ -194,6 +240,12 @@ def _report(results: dict[int, dict[str, dict[str, float]]], args: argparse.Name
             at, growth = "—", "—"
         print(f"| {step} | {cells} | {growth} | {at} |")
     print()
+    for n in sizes:
+        parts = ", ".join(
+            f"{step} {results[n][step]['anon_gib']:.2f} / {results[n][step]['file_gib']:.2f}"
+            for step in steps
+        )
+        print(f"- largest private / file-backed RSS (GiB) at {n:,} docs: {parts}")
     for n in sizes:
         train = results[n]["tokenize + pack + 2 steps"]
         if "tokenize_s" in train:
