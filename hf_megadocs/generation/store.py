@@ -31,7 +31,14 @@ import numpy as np
 
 from hf_megadocs.generation.embedded import cache_root
 from hf_megadocs.generation.prompts import PromptTemplate
-from hf_megadocs.generation.store_index import CORRUPT, ENTRY, FileIndex, key_bytes, key_text
+from hf_megadocs.generation.store_index import (
+    CORRUPT,
+    ENTRY,
+    FileIndex,
+    index_lock,
+    key_bytes,
+    key_text,
+)
 from hf_megadocs.generation.store_keys import LOCATION, MISSING, KeyTable
 from hf_megadocs.jsonl import append_record, read_records
 from hf_megadocs.records import Generation
@@ -331,7 +338,7 @@ class StoreWriter:
         self.name = writer_name(shard_index, num_shards)
         store.generations_dir.mkdir(parents=True, exist_ok=True)
         self.path = store.generations_dir / f"{self.name}.jsonl"
-        self._lock = FileIndex(self.path, store.index_dir).lock.acquire()
+        self._lock = index_lock(self.path, store.index_dir).acquire()
         self._handle = self.path.open("ab")
         self.written = 0
         if self._handle.tell() > 0:
@@ -348,25 +355,24 @@ class StoreWriter:
         """Write ``generations`` durably, then add them to the store's index."""
         if not generations:
             return
-        key_bytes([g.key for g in generations])  # refuse a malformed key before writing
+        keys = key_bytes([g.key for g in generations])  # a malformed key: refused unwritten
         offset = self._handle.tell()
         lines = [_dumps(g.to_json()) for g in generations]
         self._handle.write(b"".join(lines))
         self._handle.flush()
         os.fsync(self._handle.fileno())
+        lengths = np.array([len(line) for line in lines], dtype="<u8")
         entries = np.empty(len(generations), dtype=ENTRY)
-        for i, (generation, line) in enumerate(zip(generations, lines, strict=True)):
-            label = self._index.label_id((generation.prompt_id, tuple(generation.flags)))
-            entries[i] = (
-                bytes.fromhex(generation.key),
-                offset,
-                len(line),
-                generation.prompt_tokens,
-                generation.completion_tokens,
-                label,
-            )
-            offset += len(line)
-        self.store._written(self.path, entries, offset).persist(locked=True)
+        entries["key"] = keys
+        entries["length"] = lengths
+        entries["offset"] = offset + np.cumsum(lengths) - lengths
+        entries["prompt_tokens"] = [g.prompt_tokens for g in generations]
+        entries["completion_tokens"] = [g.completion_tokens for g in generations]
+        entries["label"] = [
+            self._index.label_id((g.prompt_id, tuple(g.flags))) for g in generations
+        ]
+        end = offset + int(lengths.sum())
+        self.store._written(self.path, entries, end).persist(locked=True)
         self.written += len(generations)
 
     def close(self) -> None:

@@ -68,6 +68,15 @@ def key_text(raw: bytes) -> str:
     return raw.ljust(16, b"\0").hex()
 
 
+def index_lock(jsonl: Path, index_dir: Path) -> ExclusiveLock:
+    """The lock whose holder alone writes the index of store file ``jsonl``."""
+    return ExclusiveLock(
+        index_dir / f"{jsonl.stem}.lock",
+        f"the index of store file {jsonl.name}",
+        fix="Two writers of one store file in one store: give each process its own.",
+    )
+
+
 def _is_hex(text: str) -> bool:
     try:
         bytes.fromhex(text)
@@ -84,8 +93,6 @@ class FileIndex:
     index_dir: Path
     labels: list[Label] = field(default_factory=list)
     label_ids: dict[Label, int] = field(default_factory=dict)
-    count: int = 0
-    """Entries known in memory (all of them lie before ``covered``)."""
     covered: int = 0
     """Bytes of the JSONL those entries cover."""
     torn: bool = False
@@ -96,6 +103,11 @@ class FileIndex:
     """Entries and labels already on disk (a rebuild rewrites both)."""
     persisted_labels: int = 0
     rewrite: bool = False
+
+    @property
+    def count(self) -> int:
+        """Entries known in memory (all of them lie before ``covered``)."""
+        return self.persisted + sum(len(chunk) for chunk in self.pending)
 
     @property
     def name(self) -> str:
@@ -111,11 +123,7 @@ class FileIndex:
 
     @property
     def lock(self) -> ExclusiveLock:
-        return ExclusiveLock(
-            self.index_dir / f"{self.name}.lock",
-            f"the index of store file {self.jsonl.name}",
-            fix="Two writers of one store file in one store: give each process its own.",
-        )
+        return index_lock(self.jsonl, self.index_dir)
 
     # ----------------------------------------------------------------- reading
     def catch_up(self) -> np.ndarray:
@@ -125,7 +133,6 @@ class FileIndex:
             chunk = self._from_index()
             if len(chunk):
                 found.append(chunk)
-                self.count += len(chunk)
                 self.covered = int(chunk["offset"][-1] + chunk["length"][-1])
         tail, self.covered, torn = self._parse(self.covered)
         if torn and not self.torn:
@@ -138,7 +145,6 @@ class FileIndex:
         self.torn = torn
         if len(tail):
             self.pending.append(tail)
-            self.count += len(tail)
             found.append(tail)
         return np.concatenate(found) if found else np.empty(0, ENTRY)
 
@@ -253,7 +259,6 @@ class FileIndex:
     def add_written(self, entries: np.ndarray, end: int) -> None:
         """Record entries this process just appended to the JSONL (ending at byte ``end``)."""
         self.pending.append(entries)
-        self.count += len(entries)
         self.covered = end
 
     def persist(self, *, locked: bool = False) -> None:
@@ -295,7 +300,7 @@ class FileIndex:
             _replace(self.labels_path, labels.encode("utf-8"))
             _replace(self.idx_path, b"".join(c.tobytes() for c in (on_disk, *self.pending)))
             self.rewrite = False
-        self.persisted = self.count
+        self.persisted = self.count  # what was pending is on disk now
         self.persisted_labels = len(self.labels)
         self.pending = []
 
@@ -331,4 +336,4 @@ def _replace(path: Path, payload: bytes) -> None:
     os.replace(tmp, path)
 
 
-__all__ = ["CORRUPT", "ENTRY", "FileIndex", "key_bytes", "key_text"]
+__all__ = ["CORRUPT", "ENTRY", "FileIndex", "index_lock", "key_bytes", "key_text"]
