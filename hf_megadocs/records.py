@@ -7,9 +7,10 @@ stored generation (the request plus its output and cleaning flags).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 FinishReason = Literal["stop", "length", "error"]
@@ -60,7 +61,7 @@ class SamplingConfig:
 
     def key(self) -> dict[str, Any]:
         """The fields that change outputs, as a plain dict for hashing and storage."""
-        return asdict(self)
+        return {f.name: getattr(self, f.name) for f in fields(self)}  # asdict deep-copies
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -85,11 +86,27 @@ class GenerationRequest:
     thoughts use e.g. "split:equal_tokens:3/8"). Part of the key."""
     lora: str | None = None
     """Optional path of a peft LoRA adapter used for this request. Part of the key."""
+    input_hash: str = field(init=False, repr=False, compare=False)
+    """Digest of ``messages`` (part of the key); :meth:`for_sample` reuses it."""
     key: str = field(init=False, repr=False, compare=False)
     """The store key: a digest of everything that determines the output. Computed once
     here: hashing the rendered prompt on every access cost minutes per large build."""
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "input_hash", stable_hash(list(self.messages)))
+        self._set_key()
+
+    def for_sample(self, sample_index: int) -> GenerationRequest:
+        """This request with another sample index. The prompt's digest is reused: the G
+        samples of one long document hash it once, not G times."""
+        if sample_index < 0:
+            raise ValueError(f"sample_index must be >= 0, got {sample_index}.")
+        other = copy.copy(self)
+        object.__setattr__(other, "sample_index", sample_index)
+        other._set_key()
+        return other
+
+    def _set_key(self) -> None:
         key = stable_hash(
             {
                 "source_id": self.source_id,
@@ -100,7 +117,7 @@ class GenerationRequest:
                 "sampling": self.sampling.key(),
                 "sample_index": self.sample_index,
                 "input_part": self.input_part,
-                "input_hash": stable_hash(list(self.messages)),
+                "input_hash": self.input_hash,
                 "lora": self.lora,
             },
             length=32,
