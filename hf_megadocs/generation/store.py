@@ -23,7 +23,7 @@ import socket
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -189,12 +189,22 @@ class GenerationStore:
         unique = list(dict.fromkeys(keys))
         where = self.locate(unique)
         present = np.flatnonzero(where["file"] != MISSING)
-        present = present[np.lexsort((where["offset"][present], where["file"][present]))]
-        found: dict[str, Generation] = {}
+        return {unique[i]: generation for i, generation in self._read(where, present)}
+
+    def iter_generations(self) -> Iterator[Generation]:
+        """Every stored generation, file by file in line order (the first of duplicated
+        keys); one record in memory at a time, for passes over a whole store."""
+        where = self._table.locations()
+        for _, generation in self._read(where, np.arange(len(where))):
+            yield generation
+
+    def _read(self, where: np.ndarray, rows: np.ndarray) -> Iterator[tuple[int, Generation]]:
+        """(row, record) for the ``where[rows]`` locations, read in file and offset order."""
+        rows = rows[np.lexsort((where["offset"][rows], where["file"][rows]))]
         handle = None
         current = -1
         try:
-            for i in present.tolist():
+            for i in rows.tolist():
                 file_id, offset, length = where[i].tolist()
                 if file_id != current:
                     if handle is not None:
@@ -202,11 +212,10 @@ class GenerationStore:
                     handle = self._files[file_id].jsonl.open("rb")
                     current = file_id
                 handle.seek(offset)
-                found[unique[i]] = Generation.from_json(json.loads(handle.read(length)))
+                yield i, Generation.from_json(json.loads(handle.read(length)))
         finally:
             if handle is not None:
                 handle.close()
-        return found
 
     def stats(self) -> dict[str, Any]:
         """Counts for logs and dataset cards: records, tokens, flags, files, anomalies."""

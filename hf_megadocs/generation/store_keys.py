@@ -82,6 +82,11 @@ class KeyTable:
                     found[i] = location
         return found
 
+    def locations(self) -> np.ndarray:
+        """Where every held key lies (``LOCATION``), in no particular order."""
+        recent = np.array(list(self._recent.values()), dtype=LOCATION)
+        return np.concatenate([self._where, recent])
+
     def digests(self) -> list[bytes]:
         """Every key held (numpy's ``S16`` items: trailing zero bytes dropped)."""
         return self._keys.tolist() + list(self._recent)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -19,6 +20,7 @@ import datasets
 import pyarrow as pa
 import pyarrow.compute as pc
 from huggingface_hub import DatasetCard
+from tqdm.auto import tqdm
 
 from hf_megadocs.corpora.config import config_from_knobs, knob_changes_output
 from hf_megadocs.corpora.load import LOAD_ARGUMENTS
@@ -321,41 +323,46 @@ def _fill_from_store(
     if not prompt_hashes:
         return
     max_g = max((c.num_generations or 0 for c in context.configs), default=0)
-    records = [
-        g
-        for g in store.get_many(store.keys()).values()
-        if g.source_id in source_ids
-        and g.prompt_hash in prompt_hashes
-        and g.generator in generators_used
-        and g.sample_index < max_g
-    ]
-    generators = {
-        GeneratorInfo(
-            generator=g.generator,
-            revision=g.generator_revision,
-            backend=g.backend or "unknown",
-            temperature=g.sampling.get("temperature", float("nan")),
-            top_p=g.sampling.get("top_p", float("nan")),
-            max_new_tokens=g.sampling.get("max_new_tokens", 0),
-            seed=g.sampling.get("seed", 0),
+    generators: set[GeneratorInfo] = set()
+    flagged: Counter = Counter()
+    totals: Counter = Counter()
+    for g in tqdm(store.iter_generations(), total=len(store), desc="card: store", unit="rec"):
+        if not (
+            g.source_id in source_ids
+            and g.prompt_hash in prompt_hashes
+            and g.generator in generators_used
+            and g.sample_index < max_g
+        ):
+            continue
+        generators.add(
+            GeneratorInfo(
+                generator=g.generator,
+                revision=g.generator_revision,
+                backend=g.backend or "unknown",
+                temperature=g.sampling.get("temperature", float("nan")),
+                top_p=g.sampling.get("top_p", float("nan")),
+                max_new_tokens=g.sampling.get("max_new_tokens", 0),
+                seed=g.sampling.get("seed", 0),
+            )
         )
-        for g in records
-    }
+        flagged.update(g.flags)
+        totals.update(
+            records=1,
+            prompt=g.prompt_tokens,
+            completion=g.completion_tokens,
+            unusable=not g.usable,
+        )
     context.generators = sorted(generators, key=lambda info: repr(info))
-    flagged: dict[str, int] = {}
-    for g in records:
-        for flag in g.flags:
-            flagged[flag] = flagged.get(flag, 0) + 1
-    context.filtered = flagged
+    context.filtered = dict(flagged)
     health = store.stats()
     context.store_stats = {
         "store lines skipped (duplicate / torn / corrupt)": (
             f"{health['duplicates']:,} / {health['torn_lines']:,} / {health['corrupt_lines']:,}"
         ),
-        "generations behind these configs (incl. flagged)": f"{len(records):,}",
-        "prompt tokens": f"{sum(g.prompt_tokens for g in records):,}",
-        "completion tokens": f"{sum(g.completion_tokens for g in records):,}",
-        "unusable (empty or refusal)": f"{sum(not g.usable for g in records):,}",
+        "generations behind these configs (incl. flagged)": f"{totals['records']:,}",
+        "prompt tokens": f"{totals['prompt']:,}",
+        "completion tokens": f"{totals['completion']:,}",
+        "unusable (empty or refusal)": f"{totals['unusable']:,}",
     }
     context.generation_runs = [
         (str(run.get("created_utc", index)), _without_local_paths(run))
