@@ -6,18 +6,20 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from hf_megadocs.corpora.builder import MegadocsBuilder
 from hf_megadocs.corpora.config import config_from_knobs
 from hf_megadocs.corpora.plan import plan_corpus
 from hf_megadocs.corpora.registration import builder_module_hash
 from hf_megadocs.generation.backends import Workload, make_backend
 from hf_megadocs.generation.store import GenerationStore, resolve_store_dir
+from hf_megadocs.generation.survey import survey
 
 if TYPE_CHECKING:
     import datasets
 
     from hf_megadocs.generation.backends import GenerationBackend
-    from hf_megadocs.records import GenerationRequest
 
 logger = logging.getLogger(__name__)
 
@@ -78,20 +80,22 @@ def shared_backend(names: list[str], **config_kwargs: Any) -> GenerationBackend 
         return None
     store = GenerationStore(resolve_store_dir(synthetic[0].store_dir))
     info = None
-    missing: dict[str, GenerationRequest] = {}
+    missing_keys, longest = [], []
     for config in synthetic:
         planned = plan_corpus(config, info=info)
         info = planned.info
-        held = store.contains([r.key for r in planned.requests]).tolist()
-        missing.update((r.key, r) for r, h in zip(planned.requests, held, strict=True) if not h)
+        surveyed = survey(planned.requests, store)
+        missing_keys.append(surveyed.missing_keys)
+        longest += surveyed.shape_requests
+    missing = len(np.unique(np.concatenate(missing_keys)))
     if not missing:
         logger.info("every generation of %s is in the store; no engine started", names)
         return None
     store.ensure_writable()
-    logger.info("%d generations missing across %s: starting one backend", len(missing), names)
+    logger.info("%d generations missing across %s: starting one backend", missing, names)
     return make_backend(
         synthetic[0].backend,
-        Workload(requests=list(missing.values()), batch_size=synthetic[0].batch_size),
+        Workload(requests=longest, batch_size=synthetic[0].batch_size, num_requests=missing),
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from hf_megadocs.corpora.names import ONE_ROW_PER_DOC
 from hf_megadocs.generation.requests import document_budget, fit_tokens, make_request
 from hf_megadocs.generation.sources import SourceStats, load_source
 from hf_megadocs.generation.store import GenerationStore, resolve_store_dir
+from hf_megadocs.generation.survey import DocumentRequests
 from hf_megadocs.records import GenerationRequest, SourceDoc
 
 if TYPE_CHECKING:
@@ -124,51 +126,76 @@ def _read_sources(config: MegadocsConfig, counters: Counter) -> tuple[list[Sourc
     return train, validation, long_docs
 
 
-def _latent_requests(
-    config: MegadocsConfig, train: list[SourceDoc], prompt: Any, info: Any, counters: Counter
-) -> tuple[list[DocPlan], list[GenerationRequest]]:
+def _latent_builder(
+    config: MegadocsConfig, prompt: Any, info: Any
+) -> Callable[[Sequence[SourceDoc], Counter], list[GenerationRequest]]:
+    """Requests of a latent-thought corpus: one rationale per split point of each document."""
     g, rule = config.num_generations, config.latent_split_rule
     sampling = config.sampling
     budget = document_budget(prompt, info, sampling)
-    plans, requests = [], []
+
+    def build(docs: Sequence[SourceDoc], counters: Counter) -> list[GenerationRequest]:
+        requests = []
+        for doc in docs:
+            points = assembly.latent_split_points(doc.text, g, rule)  # type: ignore[arg-type]
+            if len(points) < g:
+                counters["latent_clamped_docs"] += 1
+            counters["latent_split_points"] += len(points)
+            for i, fields in enumerate(assembly.latent_fields(doc.text, points)):
+                suffix = fit_tokens(fields["suffix"], budget // 2, info.count_tokens, "head")
+                prefix = fit_tokens(
+                    fields["prefix"], budget - info.count_tokens(suffix), info.count_tokens, "tail"
+                )
+                if (prefix, suffix) != (fields["prefix"], fields["suffix"]):
+                    counters["latent_fields_truncated"] += 1
+                requests.append(
+                    make_request(
+                        doc.source_id,
+                        prompt,
+                        {"prefix": prefix, "suffix": suffix},
+                        sample_index=0,
+                        backend=info,
+                        sampling=sampling,
+                        input_part=f"latent:{rule}:{i}/{len(points)}",
+                    )
+                )
+        return requests
+
+    return build
+
+
+def _sample_builder(
+    config: MegadocsConfig, prompt: Any, info: Any
+) -> Callable[[Sequence[SourceDoc], Counter], list[GenerationRequest]]:
+    """Requests of the other corpora: G samples of the prompt per document."""
+
+    def build(docs: Sequence[SourceDoc], counters: Counter) -> list[GenerationRequest]:
+        batch = config.sample_requests(list(docs), prompt, config.num_generations, info)
+        counters["requests_truncated_docs"] += batch.truncated
+        counters.update({f"requests_skipped:{k}": v for k, v in batch.skipped.items()})
+        return batch.requests
+
+    return build
+
+
+def _doc_plans(
+    config: MegadocsConfig, train: list[SourceDoc], requests: DocumentRequests
+) -> list[DocPlan]:
+    """Each document with the keys of its requests in order (one pass over the requests:
+    its counters are the plan's) and, for latent thoughts, its split points."""
+    keys: dict[str, list[str]] = {}
+    for window in requests():
+        for request in window:
+            keys.setdefault(request.source_id, []).append(request.key)
+    plans = []
     for doc in train:
-        points = assembly.latent_split_points(doc.text, g, rule)  # type: ignore[arg-type]
-        if len(points) < g:
-            counters["latent_clamped_docs"] += 1
-        counters["latent_split_points"] += len(points)
-        keys = []
-        for i, fields in enumerate(assembly.latent_fields(doc.text, points)):
-            suffix = fit_tokens(fields["suffix"], budget // 2, info.count_tokens, "head")
-            prefix = fit_tokens(
-                fields["prefix"], budget - info.count_tokens(suffix), info.count_tokens, "tail"
-            )
-            if (prefix, suffix) != (fields["prefix"], fields["suffix"]):
-                counters["latent_fields_truncated"] += 1
-            request = make_request(
-                doc.source_id,
-                prompt,
-                {"prefix": prefix, "suffix": suffix},
-                sample_index=0,
-                backend=info,
-                sampling=sampling,
-                input_part=f"latent:{rule}:{i}/{len(points)}",
-            )
-            requests.append(request)
-            keys.append(request.key)
-        plans.append(DocPlan(doc, tuple(keys), tuple(points)))
-    return plans, requests
-
-
-def _sample_requests(
-    config: MegadocsConfig, train: list[SourceDoc], prompt: Any, info: Any, counters: Counter
-) -> tuple[list[DocPlan], list[GenerationRequest]]:
-    batch = config.sample_requests(train, prompt, config.num_generations, info)
-    counters["requests_truncated_docs"] = batch.truncated
-    counters.update({f"requests_skipped:{k}": v for k, v in batch.skipped.items()})
-    by_doc: dict[str, list[str]] = {}
-    for request in batch.requests:
-        by_doc.setdefault(request.source_id, []).append(request.key)
-    return [DocPlan(doc, tuple(by_doc.get(doc.source_id, ()))) for doc in train], batch.requests
+        points = (
+            assembly.latent_split_points(doc.text, config.num_generations, config.latent_split_rule)
+            if config.method == "latent"
+            else []
+        )
+        plans.append(DocPlan(doc, tuple(keys.get(doc.source_id, ())), tuple(points)))
+    return plans
 
 
 def _check_generations(
@@ -201,7 +228,8 @@ class CorpusRequests:
     """A planned corpus and the generation requests it needs (nothing generated yet)."""
 
     plan: CorpusPlan
-    requests: list[GenerationRequest]
+    requests: DocumentRequests | list[GenerationRequest]
+    """Built anew, window by window, each time it is read (empty for ``real``)."""
     prompt: Any | None
     """The prompt template (None for ``real``)."""
     counters: Counter
@@ -237,8 +265,10 @@ def plan_corpus(config: MegadocsConfig, *, info: Any | None = None) -> CorpusReq
 
     prompt = get_prompt(config.prompt_id, config.prompt_template_file)
     info = info if info is not None else generator_info(config.backend)
-    make = _latent_requests if config.method == "latent" else _sample_requests
-    plan.train, requests = make(config, train, prompt, info, counters)
+    make = _latent_builder if config.method == "latent" else _sample_builder
+    requests = DocumentRequests(train, make(config, prompt, info))
+    plan.train = _doc_plans(config, train, requests)
+    counters.update(requests.counters)
     plan.generator, plan.prompt_id, plan.prompt_hash = (
         info.generator,
         prompt.prompt_id,
@@ -292,7 +322,7 @@ def prepare_corpus(
     plan.counters = {**dict(counters), "generation": summary.as_dict()}
     if counters["generations_used"] == 0 and config.method not in _KEEPS_REAL_ROWS:
         raise ValueError(
-            f"{config.name}: none of the {len(planned.requests)} generations is usable, so the "
+            f"{config.name}: none of the {summary.requests} generations is usable, so the "
             f"train split would be empty (counters: {dict(counters)}). Check the generator and "
             "max_new_tokens, or the prompt (prompt_template_file); see the store's runs/ "
             "records for details."

@@ -10,12 +10,12 @@ batch, and records the prompts and a run record with the same counters for every
 from __future__ import annotations
 
 import dataclasses
-import hashlib
+import functools
 import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -24,7 +24,14 @@ from tqdm.auto import tqdm
 from hf_megadocs.generation.backends import GenerationBackend, Workload
 from hf_megadocs.generation.cleaning import clean_output
 from hf_megadocs.generation.prompts import PromptTemplate
-from hf_megadocs.generation.store import GenerationStore
+from hf_megadocs.generation.store import GenerationStore, StoreWriter
+from hf_megadocs.generation.survey import (
+    RequestSource,
+    Survey,
+    missing_batches,
+    shard_of,
+    survey,
+)
 from hf_megadocs.locks import ExclusiveLock
 from hf_megadocs.records import GenerationRequest
 
@@ -52,16 +59,6 @@ def default_shard() -> tuple[int, int]:
         task = int(env["SLURM_ARRAY_TASK_ID"]) - int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
         return task, int(env["SLURM_ARRAY_TASK_COUNT"])
     return 0, 1
-
-
-def shard_of(source_id: str, num_shards: int) -> int:
-    """The shard that owns every request of document ``source_id``.
-
-    By document, not by request key: a shard picks its documents before building any
-    request (a key needs the rendered prompt), and all of a document's parts land together.
-    """
-    digest = hashlib.blake2b(source_id.encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % num_shards
 
 
 @dataclass
@@ -134,7 +131,7 @@ def shard_lock(store: GenerationStore, shard_index: int, num_shards: int) -> Exc
 
 
 def _generate_missing(
-    requests: Sequence[GenerationRequest],
+    requests: RequestSource,
     backend: BackendOrFactory,
     store: GenerationStore,
     *,
@@ -155,75 +152,58 @@ def _generate_missing(
         raise ValueError(f"shard_index must be in [0, num_shards={num_shards}), got {shard_index}.")
     store.refresh()
     logger.info("%s: before: %s", desc, store.health())
-    summary, missing = _missing(requests, store, shard_index, num_shards)
-    if missing:
+    surveyed = survey(requests, store, shard_index, num_shards)
+    summary = _summary(surveyed)
+    if surveyed.missing:
         store.ensure_writable()
         lock = shard_lock(store, shard_index, num_shards).acquire(wait=if_busy == "wait")
         try:
             if lock.waited:  # the other filler may have generated what we lack
                 store.refresh()
-                summary, missing = _missing(requests, store, shard_index, num_shards)
-            if missing:
-                _generate(
-                    missing, backend, store, summary, shard_index, num_shards, batch_size, desc
-                )
+                surveyed = survey(requests, store, shard_index, num_shards)
+                summary = _summary(surveyed)
+            if surveyed.missing:
+                batches = missing_batches(requests, store, batch_size, shard_index, num_shards)
+                writer = functools.partial(store.writer, shard_index, num_shards)
+                _generate(batches, surveyed, backend, writer, summary, batch_size, desc)
         finally:
             lock.release()
-    if not missing:
+    if not surveyed.missing:
         logger.info(
             "%s: all %d requests are in the store; nothing to generate", desc, summary.requests
         )
     return summary
 
 
-def _missing(
-    requests: Sequence[GenerationRequest],
-    store: GenerationStore,
-    shard_index: int,
-    num_shards: int,
-) -> tuple[GenerationSummary, list[tuple[str, GenerationRequest]]]:
-    """The summary's request counts, and this shard's requests the store lacks (by key)."""
-    summary = GenerationSummary()
-    mine: dict[str, GenerationRequest] = {}
-    for request in requests:
-        key = request.key
-        if shard_of(request.source_id, num_shards) != shard_index:
-            summary.other_shards += 1
-        elif key in mine:
-            summary.duplicate_requests += 1
-        else:
-            mine[key] = request
-    summary.requests = len(mine)
-    keys = list(mine)
-    stored = store.contains(keys)
-    summary.cached = int(stored.sum())
-    missing = [
-        (key, mine[key]) for key, held in zip(keys, stored.tolist(), strict=True) if not held
-    ]
-    return summary, missing
+def _summary(surveyed: Survey) -> GenerationSummary:
+    return GenerationSummary(
+        requests=surveyed.requests,
+        cached=surveyed.cached,
+        other_shards=surveyed.other_shards,
+        duplicate_requests=surveyed.duplicate_requests,
+    )
 
 
 def _generate(
-    missing: list[tuple[str, GenerationRequest]],
+    batches: Iterator[list[GenerationRequest]],
+    surveyed: Survey,
     backend: BackendOrFactory,
-    store: GenerationStore,
+    writer: Callable[[], StoreWriter],
     summary: GenerationSummary,
-    shard_index: int,
-    num_shards: int,
     batch_size: int,
     desc: str,
 ) -> None:
-    """Start the backend if given a factory, generate ``missing`` and append it batch by batch."""
+    """Start the backend if given a factory, generate ``batches`` and append them one by one."""
     owned = not hasattr(backend, "generate")  # a factory, called only now that work exists
     started = time.perf_counter()
     engine: GenerationBackend = (
-        backend(Workload(requests=[r for _, r in missing], batch_size=batch_size))  # type: ignore[operator]
+        backend(surveyed.workload(batch_size))  # type: ignore[operator]
         if owned
         else backend  # type: ignore[assignment]
     )
     summary.startup_s = time.perf_counter() - started
     summary.backend = engine.name
-    first = missing[0][1]
+    first = surveyed.shape_requests[0]
     if (engine.generator, engine.generator_revision) != (first.generator, first.generator_revision):
         logger.warning(
             "Backend generator %s@%s differs from the requests' %s@%s; outputs are stored "
@@ -238,19 +218,18 @@ def _generate(
     started = time.perf_counter()
     try:
         with (
-            store.writer(shard_index, num_shards) as writer,
-            tqdm(total=len(missing), unit="req", desc=desc, dynamic_ncols=True) as progress,
+            writer() as appender,
+            tqdm(total=surveyed.missing, unit="req", desc=desc, dynamic_ncols=True) as progress,
         ):
-            for start in range(0, len(missing), batch_size):
-                chunk = missing[start : start + batch_size]
-                outputs = engine.generate([request for _, request in chunk])
+            for chunk in batches:
+                outputs = engine.generate(chunk)
                 if len(outputs) != len(chunk):
                     raise RuntimeError(
                         f"Backend {engine.name!r} returned {len(outputs)} outputs for "
                         f"{len(chunk)} requests; backends must return one output per request."
                     )
                 keep = []
-                for (_, request), raw in zip(chunk, outputs, strict=True):
+                for request, raw in zip(chunk, outputs, strict=True):
                     generation = clean_output(raw, request, engine.name)
                     if raw.finish_reason == "error":
                         summary.errors += 1
@@ -261,7 +240,7 @@ def _generate(
                     summary.prompt_tokens += raw.prompt_tokens
                     summary.completion_tokens += raw.completion_tokens
                     docs_done.add(request.source_id)
-                writer.append(keep)
+                appender.append(keep)
                 summary.generated += len(keep)
                 elapsed = max(time.perf_counter() - started, 1e-9)
                 progress.update(len(chunk))
@@ -287,7 +266,7 @@ def _generate(
 
 
 def fill_store(
-    requests: Sequence[GenerationRequest],
+    requests: RequestSource,
     backend: BackendOrFactory,
     store: GenerationStore,
     *,
@@ -303,9 +282,13 @@ def fill_store(
     """Generate the requests of this shard that ``store`` lacks; record prompts and the run.
 
     Args:
-        requests: what the job needs (duplicates and other shards' keys are counted).
+        requests: what the job needs (duplicates and other shards' keys are counted): a
+            sequence, or a function building them window by window
+            (:data:`~hf_megadocs.generation.survey.RequestSource`), so that millions of
+            requests never sit in memory at once.
         backend: a running backend (used, not closed), or a factory taking the
-            :class:`Workload` of missing requests, called only when something is missing
+            :class:`Workload` of missing requests (their count and the longest of them),
+            called only when something is missing
             and closed before returning.
         prompts: the templates the requests were rendered from, kept verbatim in the store.
         run_config: the job's resolved settings, written with the summary to ``runs/``.

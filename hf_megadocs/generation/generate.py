@@ -9,6 +9,8 @@ later reads (same split, same keys, same default store).
 from __future__ import annotations
 
 import logging
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from hf_megadocs.generation.backends import GenerationBackend, generator_info, make_backend
@@ -17,6 +19,8 @@ from hf_megadocs.generation.fill import GenerationSummary, default_shard, fill_s
 from hf_megadocs.generation.prompts import PROMPT_IDS, get_prompt
 from hf_megadocs.generation.sources import SourceStats, validate_source
 from hf_megadocs.generation.store import GenerationStore, resolve_store_dir
+from hf_megadocs.generation.survey import DocumentRequests
+from hf_megadocs.records import GenerationRequest, SourceDoc
 from hf_megadocs.settings import output_settings, process_setting
 
 logger = logging.getLogger(__name__)
@@ -82,15 +86,28 @@ def generate(
     docs, held_out = config.read_documents(source_stats)
     mine = [d for d in docs if shard_of(d.source_id, config.num_shards) == config.shard_index]
     info = backend if backend is not None else generator_info(config.backend)
-    batch = config.sample_requests(mine, prompt, config.num_samples, info)
+
+    def build(window: Sequence[SourceDoc], counters: Counter) -> list[GenerationRequest]:
+        batch = config.sample_requests(list(window), prompt, config.num_samples, info)
+        batch.tally(counters)
+        return batch.requests
+
+    requests = DocumentRequests(mine, build)  # built per window: bounded memory
+    built = requests.counters
     skipped = {f"source:{reason}": n for reason, n in source_stats.skipped.items()}
-    skipped.update({f"request:{reason}": n for reason, n in batch.skipped.items()})
     if held_out:
         skipped["validation_split"] = len(held_out)
     if len(mine) < len(docs):
         skipped["documents_of_other_shards"] = len(docs) - len(mine)
+
+    def report(_: GenerationSummary) -> dict:
+        skipped.update(
+            {f"request:{k[8:]}": n for k, n in built.items() if k.startswith("skipped:")}
+        )
+        return {"skipped": skipped, "source": source_stats.as_dict(), "requests_built": built}
+
     summary = fill_store(
-        batch.requests,
+        requests,
         backend
         if backend is not None
         else (lambda workload: make_backend(config.backend, workload)),
@@ -102,11 +119,7 @@ def generate(
             "generator": info.generator,
             "generator_revision": info.generator_revision,
         },
-        report=lambda _: {
-            "skipped": skipped,
-            "source": source_stats.as_dict(),
-            "requests_built": batch.as_dict(),
-        },
+        report=report,
         shard_index=config.shard_index,
         num_shards=config.num_shards,
         batch_size=config.batch_size,
@@ -121,7 +134,7 @@ def generate(
         len(mine),
         config.shard_index,
         config.num_shards,
-        len(batch.requests),
+        built["requests"],
     )
     return summary
 

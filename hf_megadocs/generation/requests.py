@@ -9,7 +9,6 @@ starting an engine.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import re
 from collections import Counter
@@ -54,6 +53,17 @@ class RequestBatch:
     """Parts produced from chunked documents."""
     skipped: Counter = field(default_factory=Counter)
     """Documents dropped by reason ("too_long")."""
+
+    def tally(self, counters: Counter) -> None:
+        """Add this batch's counts to ``counters`` (``skipped:<reason>`` per reason)."""
+        counters.update(
+            requests=len(self.requests),
+            docs=self.docs,
+            truncated=self.truncated,
+            chunked=self.chunked,
+            chunks=self.chunks,
+        )
+        counters.update({f"skipped:{reason}": n for reason, n in self.skipped.items()})
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-serialisable view of the counters."""
@@ -237,9 +247,7 @@ def build_requests(
             batch.requests.append(first)
             # The G samples share one rendered message tuple: G copies of a long document
             # would multiply memory by G for large corpora.
-            batch.requests.extend(
-                dataclasses.replace(first, sample_index=i) for i in range(1, num_samples)
-            )
+            batch.requests.extend(first.for_sample(i) for i in range(1, num_samples))
     return batch
 
 

@@ -26,12 +26,12 @@ def test_one_backend_for_every_missing_generation_and_none_when_all_are_stored(
     backend = shared_backend(names, **knobs)
     assert backend is not None and len(made) == 1
     # simple and stitched share their rephrases; latent adds its rationales: one workload.
-    planned_keys = {r.key for r in made[0].requests}
+    missing = made[0].num_requests
     for name in names:
         load_corpus(name, generation_backend=backend, cache_dir=str(tmp_path / "c"), **knobs)
     backend.close()
     assert len(made) == 1  # no corpus made a backend of its own
     from hf_megadocs.generation.store import GenerationStore
 
-    assert set(GenerationStore(knobs["store_dir"]).keys()) == planned_keys
+    assert len(GenerationStore(knobs["store_dir"])) == missing  # counted once across corpora
     assert shared_backend(names, **knobs) is None  # all stored: no engine at all

@@ -16,9 +16,9 @@ def test_validation_documents_are_never_requested_and_samples_are_per_document(t
     )
     planned = plan_corpus(config)
     held_out = {doc.source_id for doc in planned.plan.validation}
-    requested = {r.source_id for r in planned.requests}
+    requested = {r.source_id for r in _all(planned.requests)}
     assert held_out and requested and not (held_out & requested)
-    assert len(planned.requests) == 3 * len(planned.plan.train)
+    assert len(_all(planned.requests)) == 3 * len(planned.plan.train)
     for doc_plan in planned.plan.train:  # each document's keys are its samples 0..G-1
         assert len(doc_plan.keys) == 3
     assert planned.counters["docs_train"] + planned.counters["docs_validation"] == 20
@@ -32,7 +32,7 @@ def test_latent_requests_one_rationale_per_split_point(tmp_path):
     for doc_plan in planned.plan.train:
         assert len(doc_plan.keys) == len(doc_plan.points) <= 4
         assert list(doc_plan.points) == sorted(doc_plan.points)
-    parts = {r.input_part for r in planned.requests}
+    parts = {r.input_part for r in _all(planned.requests)}
     assert all(part.startswith("latent:equal_tokens:") for part in parts)
 
 
@@ -50,3 +50,8 @@ def test_prepare_generates_once_and_records_the_corpus_counters(tmp_path):
     assert run["config"]["config_name"] == "stitched_g2"
     assert run["summary"]["corpus"]["generations_used"] == 40
     assert "backend.kv_cache_memory_gb" not in run["config"]  # only settings that change rows
+
+
+def _all(requests):
+    """Every request of a plan (built window by window)."""
+    return [request for window in requests() for request in window]

@@ -49,13 +49,20 @@ def test_backend_factory_is_called_only_when_something_is_missing(
 
     fill_store(requests[:4], factory, store, batch_size=3)
     assert len(made) == 1 and made[0].calls == [3, 1]
-    # The factory sees exactly the missing requests, so an engine can be sized for them.
-    assert list(workloads[0].requests) == requests[:4] and workloads[0].batch_size == 3
+    # The factory sees how many requests are missing and the longest of them (one per
+    # distinct prompt), so an engine can be sized for them.
+    assert workloads[0].num_requests == 4 and workloads[0].batch_size == 3
+    assert _prompts(workloads[0].requests) == _prompts(requests[:4])
     summary = fill_store(requests[:4] + requests[:2], factory, store)
     assert len(made) == 1 and summary.duplicate_requests == 2 and summary.cached == 4
     fill_store(requests, factory, store, batch_size=100)
     assert len(made) == 2 and made[1].calls == [8]
-    assert list(workloads[1].requests) == requests[4:]
+    assert workloads[1].num_requests == len(requests) - 4
+    assert _prompts(workloads[1].requests) == _prompts(requests[4:])
+
+
+def _prompts(requests):
+    return {r.messages[-1]["content"] for r in requests}
 
 
 class FlakyBackend(DummyBackend):

@@ -49,9 +49,12 @@ class Workload:
     """What a backend is about to be asked to generate (it sizes the engine)."""
 
     requests: Sequence[GenerationRequest]
-    """The requests still missing from the store."""
+    """The requests still missing from the store, or (with ``num_requests``) those of them
+    with the longest prompts and completion budgets."""
     batch_size: int
     """Requests handed to the backend per call (the most it runs at once)."""
+    num_requests: int | None = None
+    """How many requests the job holds, when ``requests`` are only its longest ones."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +122,9 @@ def job_shape(workload: Workload, count_tokens: Callable[[str], int]) -> JobShap
         max_prompt_tokens=longest_prompt_tokens(workload.requests, count_tokens),
         max_new_tokens=max(r.sampling.max_new_tokens for r in workload.requests),
         concurrent_sequences=min(
-            len(workload.requests), workload.batch_size, VLLM_CPU_MAX_NUM_SEQS
+            workload.num_requests or len(workload.requests),
+            workload.batch_size,
+            VLLM_CPU_MAX_NUM_SEQS,
         ),
     )
 
