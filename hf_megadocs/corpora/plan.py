@@ -43,10 +43,28 @@ class DocPlan:
     """One training document and the store keys of its generations, in order."""
 
     doc: SourceDoc
-    keys: tuple[str, ...] = ()
-    """Sample 0..G-1 (rephrases, qa, …) or split point 0..G'-1 (latent rationales)."""
+    digests: bytes = b""
+    """The keys as 16 bytes each (a 32-character key string costs 81 bytes in Python)."""
     points: tuple[int, ...] = ()
     """Latent split points (character offsets); empty for other methods."""
+
+    @classmethod
+    def of(cls, doc: SourceDoc, keys: Sequence[str], points: Sequence[int] = ()) -> DocPlan:
+        """The plan of ``doc`` with the store ``keys`` of its generations, in order."""
+        return cls(doc, bytes.fromhex("".join(keys)), tuple(points))
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """Sample 0..G-1 (rephrases, qa, …) or split point 0..G'-1 (latent rationales)."""
+        return tuple(self.key(i) for i in range(self.num_keys))
+
+    @property
+    def num_keys(self) -> int:
+        return len(self.digests) // 16
+
+    def key(self, index: int) -> str:
+        """Key ``index`` (0 ≤ index < :attr:`num_keys`)."""
+        return self.digests[16 * index : 16 * index + 16].hex()
 
 
 @dataclass
@@ -194,7 +212,7 @@ def _doc_plans(
             if config.method == "latent"
             else []
         )
-        plans.append(DocPlan(doc, tuple(keys.get(doc.source_id, ())), tuple(points)))
+        plans.append(DocPlan.of(doc, keys.get(doc.source_id, ()), points))
     return plans
 
 
@@ -202,10 +220,12 @@ def _check_generations(
     plan: CorpusPlan, store: GenerationStore, counters: Counter
 ) -> frozenset[str]:
     """Keys that assembly must skip, counted by reason (one pass over the needed records)."""
-    keys = [key for doc_plan in plan.train for key in doc_plan.keys]
     unusable: set[str] = set()
-    for start in range(0, len(keys), READ_CHUNK):
-        chunk = keys[start : start + READ_CHUNK]
+    needed = 0
+    per_chunk = max(1, READ_CHUNK // max(plan.num_generations, 1))
+    for start in range(0, len(plan.train), per_chunk):
+        chunk = [key for doc_plan in plan.train[start : start + per_chunk] for key in doc_plan.keys]
+        needed += len(chunk)
         found = store.get_many(chunk)
         for key in chunk:
             generation = found.get(key)
@@ -219,7 +239,7 @@ def _check_generations(
             elif plan.method == "reformat" and assembly.parse_reformat(generation.text) is None:
                 counters["generations_malformed_reformat"] += 1
                 unusable.add(key)
-    counters["generations_used"] = len(keys) - len(unusable)
+    counters["generations_used"] = needed - len(unusable)
     return frozenset(unusable)
 
 

@@ -74,11 +74,11 @@ def iter_rows(
         chunk = wanted[chunk_start : chunk_start + READ_CHUNK]
         keys = []
         for doc_index, gen_index in chunk:
-            doc_keys = plan.train[doc_index].keys
+            doc_plan = plan.train[doc_index]
             if gen_index is None:
-                keys.extend(doc_keys)
-            elif 0 <= gen_index < len(doc_keys):
-                keys.append(doc_keys[gen_index])
+                keys.extend(doc_plan.keys)
+            elif 0 <= gen_index < doc_plan.num_keys:
+                keys.append(doc_plan.key(gen_index))
         if store is None:
             raise ValueError(f"iter_rows needs the generation store for method {plan.method!r}.")
         found = store.get_many(k for k in keys if k not in plan.unusable)
@@ -115,9 +115,10 @@ def _assemble_unit(
         return _row(plan, built, doc.source_id)
     if gen_index < 0:  # the real document's own row in simple rephrasing
         return _row(plan, assembly.assemble_real(doc.text), doc.source_id)
-    if gen_index >= len(doc_plan.keys) or doc_plan.keys[gen_index] not in found:
+    key = doc_plan.key(gen_index) if gen_index < doc_plan.num_keys else None
+    if key not in found:
         return None  # skipped by the context policy, or unusable (both counted in the plan)
-    generation = found[doc_plan.keys[gen_index]]
+    generation = found[key]
     if plan.method == "reformat":
         built = assembly.assemble_reformat(generation)
         if built is None:  # pragma: no cover - malformed outputs are in plan.unusable
