@@ -26,7 +26,12 @@ from datasets.fingerprint import Hasher
 from hf_megadocs.corpora import plan as corpus
 from hf_megadocs.corpora import rows
 from hf_megadocs.corpora.config import MegadocsConfig, config_from_knobs
-from hf_megadocs.corpora.names import GRAMMAR, common_config_names, parse_config_name
+from hf_megadocs.corpora.names import (
+    GRAMMAR,
+    ONE_ROW_PER_DOC,
+    common_config_names,
+    parse_config_name,
+)
 from hf_megadocs.generation.spawn_guard import refuse_unguarded_spawn
 
 logger = logging.getLogger(__name__)
@@ -73,6 +78,15 @@ class MegadocsBuilder(datasets.GeneratorBasedBuilder):
     after ``_split_generators`` so the builder stays picklable for ``num_proc`` workers."""
 
     config: MegadocsConfig
+
+    def __init__(self, *args: Any, writer_batch_size: int | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, writer_batch_size=writer_batch_size, **kwargs)
+        if writer_batch_size is None and self.config.method in ONE_ROW_PER_DOC:
+            # A megadoc row holds G + 1 documents (≈24k tokens at G = 32): datasets' default
+            # of 1,000 rows per write would buffer ≈0.5 GB of text; keep about as many
+            # documents per write as a one-row-per-generation corpus does.
+            per_row = self.config.num_generations + 1
+            self._writer_batch_size = max(8, datasets.config.DEFAULT_MAX_BATCH_SIZE // per_row)
 
     def _create_builder_config(
         self, config_name=None, custom_features=None, config_id=None, **config_kwargs

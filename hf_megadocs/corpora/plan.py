@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hf_megadocs.corpora import assembly
 from hf_megadocs.corpora.config import MegadocsConfig
+from hf_megadocs.corpora.doc_plans import DocPlan, DocPlans
 from hf_megadocs.corpora.names import ONE_ROW_PER_DOC
 from hf_megadocs.generation.requests import document_budget, fit_tokens, make_request
 from hf_megadocs.generation.sources import SourceStats, load_source
+from hf_megadocs.generation.spilled_docs import spill_folder
 from hf_megadocs.generation.store import GenerationStore, resolve_store_dir
 from hf_megadocs.generation.survey import DocumentRequests
 from hf_megadocs.records import GenerationRequest, SourceDoc
@@ -38,35 +41,6 @@ _KEEPS_REAL_ROWS = ("simple", "stitched", "stitched_real_first", "latent")
 """Methods whose train rows contain the real documents, so they are never empty."""
 
 
-@dataclass(frozen=True, slots=True)
-class DocPlan:
-    """One training document and the store keys of its generations, in order."""
-
-    doc: SourceDoc
-    digests: bytes = b""
-    """The keys as 16 bytes each (a 32-character key string costs 81 bytes in Python)."""
-    points: tuple[int, ...] = ()
-    """Latent split points (character offsets); empty for other methods."""
-
-    @classmethod
-    def of(cls, doc: SourceDoc, keys: Sequence[str], points: Sequence[int] = ()) -> DocPlan:
-        """The plan of ``doc`` with the store ``keys`` of its generations, in order."""
-        return cls(doc, bytes.fromhex("".join(keys)), tuple(points))
-
-    @property
-    def keys(self) -> tuple[str, ...]:
-        """Sample 0..G-1 (rephrases, qa, …) or split point 0..G'-1 (latent rationales)."""
-        return tuple(self.key(i) for i in range(self.num_keys))
-
-    @property
-    def num_keys(self) -> int:
-        return len(self.digests) // 16
-
-    def key(self, index: int) -> str:
-        """Key ``index`` (0 ≤ index < :attr:`num_keys`)."""
-        return self.digests[16 * index : 16 * index + 16].hex()
-
-
 @dataclass
 class CorpusPlan:
     """Everything row assembly needs; picklable, so ``num_proc`` workers get a copy."""
@@ -81,7 +55,8 @@ class CorpusPlan:
     generator: str = ""
     prompt_id: str = ""
     prompt_hash: str = ""
-    train: list[DocPlan] = field(default_factory=list)
+    train: Sequence[DocPlan] = field(default_factory=list)
+    """:class:`~hf_megadocs.corpora.doc_plans.DocPlans` when planned (on disk)."""
     validation: list[SourceDoc] = field(default_factory=list)
     validation_long: list[SourceDoc] = field(default_factory=list)
     unusable: frozenset[str] = frozenset()
@@ -116,12 +91,15 @@ class CorpusPlan:
 # --------------------------------------------------------------------------- planning
 
 
-def _read_sources(config: MegadocsConfig, counters: Counter) -> tuple[list[SourceDoc], ...]:
-    """(train, validation, validation_long) documents; raises before any generation."""
+def _read_sources(
+    config: MegadocsConfig, counters: Counter, folder: Path
+) -> tuple[Sequence[SourceDoc], list[SourceDoc], list[SourceDoc]]:
+    """(train, validation, validation_long) documents, the train ones spilled to
+    ``folder``; raises before any generation."""
     import dataclasses
 
     stats = SourceStats()
-    train, validation = config.read_documents(stats)
+    train, validation = config.read_documents(stats, spill_to=folder / "train.arrow")
     counters["source_read"] = stats.read
     counters.update({f"source_dropped:{k}": v for k, v in stats.skipped.items()})
     if not train:
@@ -196,24 +174,28 @@ def _sample_builder(
     return build
 
 
-def _doc_plans(
-    config: MegadocsConfig, train: list[SourceDoc], requests: DocumentRequests
-) -> list[DocPlan]:
+def _doc_plans(config: MegadocsConfig, requests: DocumentRequests, folder: Path) -> DocPlans:
     """Each document with the keys of its requests in order (one pass over the requests:
     its counters are the plan's) and, for latent thoughts, its split points."""
-    keys: dict[str, list[str]] = {}
-    for window in requests():
-        for request in window:
-            keys.setdefault(request.source_id, []).append(request.key)
-    plans = []
-    for doc in train:
-        points = (
-            assembly.latent_split_points(doc.text, config.num_generations, config.latent_split_rule)
-            if config.method == "latent"
-            else []
-        )
-        plans.append(DocPlan.of(doc, keys.get(doc.source_id, ()), points))
-    return plans
+
+    def keys() -> Iterator[bytes]:
+        for docs, window in requests.by_window():
+            by_doc: dict[str, list[str]] = {}
+            for request in window:
+                by_doc.setdefault(request.source_id, []).append(request.key)
+            for doc in docs:
+                yield bytes.fromhex("".join(by_doc.get(doc.source_id, ())))
+
+    def points() -> Iterator[list[int]]:
+        for doc in requests.docs:
+            if config.method != "latent":
+                yield []
+                continue
+            yield assembly.latent_split_points(
+                doc.text, config.num_generations, config.latent_split_rule
+            )
+
+    return DocPlans.write(requests.docs, keys(), points(), folder)  # type: ignore[arg-type]
 
 
 def _check_generations(
@@ -264,7 +246,6 @@ def plan_corpus(config: MegadocsConfig, *, info: Any | None = None) -> CorpusReq
     default read from the config without starting an engine.
     """
     counters: Counter = Counter()
-    train, validation, long_docs = _read_sources(config, counters)
     plan = CorpusPlan(
         method=config.method,
         num_generations=config.num_generations,
@@ -273,11 +254,11 @@ def plan_corpus(config: MegadocsConfig, *, info: Any | None = None) -> CorpusReq
         separator=config.separator,
         latent_open=config.latent_open,
         latent_close=config.latent_close,
-        validation=validation,
-        validation_long=long_docs,
     )
+    folder = spill_folder(plan)
+    train, plan.validation, plan.validation_long = _read_sources(config, counters, folder)
     if config.method == "real":
-        plan.train = [DocPlan(doc) for doc in train]
+        plan.train = DocPlans.write(train, (b"" for _ in train), ([] for _ in train), folder)  # type: ignore[arg-type]
         return CorpusRequests(plan, [], None, counters, None)
 
     from hf_megadocs.generation.backends import generator_info
@@ -287,7 +268,7 @@ def plan_corpus(config: MegadocsConfig, *, info: Any | None = None) -> CorpusReq
     info = info if info is not None else generator_info(config.backend)
     make = _latent_builder if config.method == "latent" else _sample_builder
     requests = DocumentRequests(train, make(config, prompt, info))
-    plan.train = _doc_plans(config, train, requests)
+    plan.train = _doc_plans(config, requests, folder)
     counters.update(requests.counters)
     plan.generator, plan.prompt_id, plan.prompt_hash = (
         info.generator,

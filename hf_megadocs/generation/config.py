@@ -10,7 +10,9 @@ same store unless told otherwise.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from hf_megadocs.generation.backends import BackendConfig
 from hf_megadocs.generation.prompts import PromptTemplate
@@ -22,6 +24,7 @@ from hf_megadocs.generation.requests import (
     build_requests,
 )
 from hf_megadocs.generation.sources import SourceConfig, SourceStats, load_source
+from hf_megadocs.generation.spilled_docs import SpilledDocs
 from hf_megadocs.generation.splits import SplitConfig
 from hf_megadocs.records import SamplingConfig, SourceDoc
 from hf_megadocs.settings import process_setting
@@ -50,17 +53,40 @@ class GenerationSettings:
     batch_size: int = process_setting(256)
     """Requests per backend call and per store flush (a crash loses at most one batch)."""
 
-    def read_documents(self, stats: SourceStats) -> tuple[list[SourceDoc], list[SourceDoc]]:
+    def read_documents(
+        self,
+        stats: SourceStats,
+        *,
+        spill_to: Path | None = None,
+        keep: Callable[[SourceDoc], bool] | None = None,
+    ) -> tuple[Sequence[SourceDoc], list[SourceDoc]]:
         """(train, validation) documents of the source, split by ``source_id``; every
-        dropped document is counted in ``stats``."""
-        train: list[SourceDoc] = []
+        dropped document is counted in ``stats``.
+
+        ``keep`` filters the train documents (e.g. one shard's). With ``spill_to`` (a file
+        path) they are streamed to disk and returned memory-mapped
+        (:class:`~hf_megadocs.generation.spilled_docs.SpilledDocs`): a large source then
+        never sits in memory as Python strings.
+        """
         validation: list[SourceDoc] = []
-        for doc in load_source(self.source, stats):
-            (validation if self.split.of(doc.source_id) == "validation" else train).append(doc)
-        return train, validation
+
+        def train() -> Iterator[SourceDoc]:
+            for doc in load_source(self.source, stats):
+                if self.split.of(doc.source_id) == "validation":
+                    validation.append(doc)
+                elif keep is None or keep(doc):
+                    yield doc
+
+        if spill_to is None:
+            return list(train()), validation
+        return SpilledDocs.write(train(), spill_to), validation
 
     def sample_requests(
-        self, docs: list[SourceDoc], prompt: PromptTemplate, num_samples: int, info: GeneratorInfo
+        self,
+        docs: Sequence[SourceDoc],
+        prompt: PromptTemplate,
+        num_samples: int,
+        info: GeneratorInfo,
     ) -> RequestBatch:
         """Samples ``0..num_samples-1`` of ``prompt`` for every document (see
         :func:`~hf_megadocs.generation.requests.build_requests`)."""

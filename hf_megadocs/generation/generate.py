@@ -18,6 +18,7 @@ from hf_megadocs.generation.config import GenerationSettings
 from hf_megadocs.generation.fill import GenerationSummary, default_shard, fill_store, shard_of
 from hf_megadocs.generation.prompts import PROMPT_IDS, get_prompt
 from hf_megadocs.generation.sources import SourceStats, validate_source
+from hf_megadocs.generation.spilled_docs import spill_folder
 from hf_megadocs.generation.store import GenerationStore, resolve_store_dir
 from hf_megadocs.generation.survey import DocumentRequests
 from hf_megadocs.records import GenerationRequest, SourceDoc
@@ -83,8 +84,19 @@ def generate(
     validate_source(config.source)
     prompt = get_prompt(config.prompt_id, config.prompt_template_file)
     source_stats = SourceStats()
-    docs, held_out = config.read_documents(source_stats)
-    mine = [d for d in docs if shard_of(d.source_id, config.num_shards) == config.shard_index]
+    other_shards = 0
+
+    def is_mine(doc: SourceDoc) -> bool:
+        nonlocal other_shards
+        mine = shard_of(doc.source_id, config.num_shards) == config.shard_index
+        other_shards += not mine
+        return mine
+
+    # this shard's documents spilled to a memory-mapped file: constant memory at any size
+    spill = spill_folder(source_stats)
+    mine, held_out = config.read_documents(
+        source_stats, spill_to=spill / "documents.arrow", keep=is_mine
+    )
     info = backend if backend is not None else generator_info(config.backend)
 
     def build(window: Sequence[SourceDoc], counters: Counter) -> list[GenerationRequest]:
@@ -97,8 +109,8 @@ def generate(
     skipped = {f"source:{reason}": n for reason, n in source_stats.skipped.items()}
     if held_out:
         skipped["validation_split"] = len(held_out)
-    if len(mine) < len(docs):
-        skipped["documents_of_other_shards"] = len(docs) - len(mine)
+    if other_shards:
+        skipped["documents_of_other_shards"] = other_shards
 
     def report(_: GenerationSummary) -> dict:
         skipped.update(
@@ -129,7 +141,7 @@ def generate(
     summary.skipped = skipped
     logger.info(
         "%d documents (%d held out for validation), %d of them on shard %d/%d: %d requests built",
-        len(docs),
+        len(mine) + other_shards,
         len(held_out),
         len(mine),
         config.shard_index,

@@ -61,10 +61,16 @@ class DocumentRequests:
         self.passes = 0
 
     def __call__(self) -> Iterator[Sequence[GenerationRequest]]:
+        for _, requests in self.by_window():
+            yield requests
+
+    def by_window(self) -> Iterator[tuple[Sequence[SourceDoc], Sequence[GenerationRequest]]]:
+        """(documents, their requests) per window, in document order."""
         counters = self.counters if self.passes == 0 else Counter()
         self.passes += 1
         for start in range(0, len(self.docs), DOC_WINDOW):
-            yield self.build(self.docs[start : start + DOC_WINDOW], counters)
+            docs = self.docs[start : start + DOC_WINDOW]
+            yield docs, self.build(docs, counters)
 
 
 def shard_of(source_id: str, num_shards: int) -> int:

@@ -451,3 +451,13 @@ def test_store_filled_by_generate_is_the_store_the_builder_reads(tmp_path, monke
     # generator_info makes the (cheap) dummy to read its identity; none was made to generate.
     assert [w for w in made if w is not None] == []
     assert len(GenerationStore(resolve_store_dir())) == filled
+
+
+def test_megadoc_builds_write_fewer_rows_per_batch_unless_told():
+    from hf_megadocs.corpora.builder import MegadocsBuilder
+
+    stitched = MegadocsBuilder(config_name="stitched_g32", backend="dummy")
+    assert stitched._writer_batch_size * 33 <= datasets.config.DEFAULT_MAX_BATCH_SIZE
+    assert MegadocsBuilder(config_name="simple_g32", backend="dummy")._writer_batch_size is None
+    told = MegadocsBuilder(config_name="stitched_g32", backend="dummy", writer_batch_size=5)
+    assert told._writer_batch_size == 5

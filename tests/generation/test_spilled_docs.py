@@ -1,0 +1,73 @@
+"""Source documents spilled to a memory-mapped Arrow file (generation.spilled_docs)."""
+
+from __future__ import annotations
+
+import gc
+import os
+import pickle
+
+import pytest
+
+from hf_megadocs.generation import spilled_docs
+from hf_megadocs.generation.spilled_docs import SpilledDocs, spill_folder
+from hf_megadocs.records import SourceDoc
+
+
+def _docs(n: int) -> list[SourceDoc]:
+    return [SourceDoc(source_id=f"d{i}", text=f"text {i} " + "é" * (i % 7)) for i in range(n)]
+
+
+def test_reads_back_every_document_across_record_batches(tmp_path, monkeypatch):
+    monkeypatch.setattr(spilled_docs, "BATCH_ROWS", 4)  # several batches, a partial last one
+    docs = _docs(10)
+    spilled = SpilledDocs.write(iter(docs), tmp_path / "docs.arrow")
+    assert len(spilled) == 10
+    assert list(spilled) == docs
+    assert spilled[-1] == docs[-1] and spilled[3:6] == docs[3:6]
+    with pytest.raises(IndexError):
+        spilled[10]
+
+
+def test_pickles_as_its_path_and_maps_the_file_again(tmp_path):
+    spilled = SpilledDocs.write(_docs(3), tmp_path / "docs.arrow")
+    assert len(spilled) == 3  # mapped in this process
+    payload = pickle.dumps(spilled)
+    assert len(payload) < 200  # the path, not the texts
+    assert list(pickle.loads(payload)) == _docs(3)
+
+
+def test_empty_source_gives_an_empty_sequence(tmp_path):
+    spilled = SpilledDocs.write([], tmp_path / "docs.arrow")
+    assert len(spilled) == 0 and list(spilled) == []
+
+
+def test_spill_folder_is_removed_with_its_owner(tmp_path):
+    class Owner:
+        pass
+
+    owner = Owner()
+    folder = spill_folder(owner, root=tmp_path)
+    (folder / "file").write_text("x")
+    assert folder.parent == tmp_path and folder.exists()
+    del owner
+    gc.collect()
+    assert not folder.exists()
+
+
+def test_folders_of_dead_processes_are_removed_and_live_ones_kept(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    (tmp_path / f"spill-{dead}-abc").mkdir()
+    live = tmp_path / f"spill-{os.getpid()}-def"
+    live.mkdir()
+    owner = type("Owner", (), {})()
+    folder = spill_folder(owner, root=tmp_path)
+    assert not (tmp_path / f"spill-{dead}-abc").exists()
+    assert live.exists() and folder.exists()
