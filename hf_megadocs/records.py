@@ -13,6 +13,8 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
+from hf_megadocs.adapters import adapter_hash
+
 FinishReason = Literal["stop", "length", "error"]
 """Why a generation ended: a stop token, the token limit, or a backend error."""
 
@@ -119,6 +121,9 @@ class GenerationRequest:
                 "input_part": self.input_part,
                 "input_hash": self.input_hash,
                 "lora": self.lora,
+                # the adapter's content, not only its path (absent without one: the keys
+                # of every generation without an adapter stay as they were)
+                **({"lora_hash": adapter_hash(self.lora)} if self.lora is not None else {}),
             },
             length=32,
         )

@@ -345,6 +345,37 @@ class TrainConfig:
         """The config as plain JSON-serialisable data (tuples become lists)."""
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
+    @classmethod
+    def from_dict(cls, saved: dict[str, Any]) -> TrainConfig:
+        """The config a run saved (``config.json``; the run's own extra keys are ignored)."""
+        sections = {f.name: f for f in dataclasses.fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for name, value in saved.items():
+            if name not in sections:
+                continue  # num_params, total_steps, …: facts of the run, not settings
+            section = _SECTIONS.get(name)
+            if section is None:
+                kwargs[name] = value
+                continue
+            known = {f.name: f for f in dataclasses.fields(section)}
+            kwargs[name] = section(
+                **{
+                    k: tuple(v) if isinstance(v, list) and k == "betas" else v
+                    for k, v in value.items()
+                    if k in known
+                }
+            )
+        return cls(**kwargs)
+
+
+_SECTIONS: dict[str, type] = {
+    "model": ModelConfig,
+    "data": DataConfig,
+    "mix": MixConfig,
+    "optim": OptimConfig,
+    "eval": EvalConfig,
+}
+
 
 def _require(ok: bool, name: str, value: Any, allowed: str) -> None:
     if not ok:

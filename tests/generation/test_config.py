@@ -24,11 +24,12 @@ def test_documents_split_by_id_and_every_read_document_is_counted():
     assert all(settings.split.of(d.source_id) == "train" for d in train)
 
 
-def test_sample_requests_carry_the_settings(sample_docs):
-    settings = GenerationSettings(backend=BackendConfig(backend="dummy", lora_path="/adapters/a"))
+def test_sample_requests_carry_the_settings(sample_docs, tmp_path):
+    (tmp_path / "adapter_config.json").write_text("{}")
+    settings = GenerationSettings(backend=BackendConfig(backend="dummy", lora_path=str(tmp_path)))
     batch = settings.sample_requests(sample_docs, get_prompt("qa"), 3, DummyBackend())
     assert len(batch.requests) == 3 * len(sample_docs)
-    assert {r.lora for r in batch.requests} == {"/adapters/a"}
+    assert {r.lora for r in batch.requests} == {str(tmp_path)}
     assert {r.sampling for r in batch.requests} == {settings.sampling}
 
 

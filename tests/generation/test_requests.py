@@ -27,7 +27,7 @@ def test_one_request_per_doc_and_sample(sample_docs, dummy_backend, small_sampli
     assert first.input_part == "" and first.lora is None
 
 
-def test_sample_keys_do_not_depend_on_g(sample_docs, dummy_backend, small_sampling):
+def test_sample_keys_do_not_depend_on_g(sample_docs, dummy_backend, small_sampling, tmp_path):
     prompt = get_prompt("wiki")
     g2 = build_requests(
         sample_docs, prompt, num_samples=2, backend=dummy_backend, sampling=small_sampling
@@ -41,15 +41,31 @@ def test_sample_keys_do_not_depend_on_g(sample_docs, dummy_backend, small_sampli
         sample_docs, prompt, num_samples=2, backend=dummy_backend, sampling=other_seed
     )
     assert not {r.key for r in g2.requests} & {r.key for r in g2b.requests}
-    lora = build_requests(
-        sample_docs,
-        prompt,
-        num_samples=2,
-        backend=dummy_backend,
-        sampling=small_sampling,
-        lora="/a",
-    )
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text('{"r": 8}')
+    (adapter / "adapter_model.safetensors").write_bytes(b"weights one")
+
+    def with_adapter():
+        return build_requests(
+            sample_docs,
+            prompt,
+            num_samples=2,
+            backend=dummy_backend,
+            sampling=small_sampling,
+            lora=str(adapter),
+        )
+
+    lora = with_adapter()
     assert not {r.key for r in g2.requests} & {r.key for r in lora.requests}
+    # retrained into the same folder: new weights, new keys (no stale reuse)
+    (adapter / "adapter_model.safetensors").write_bytes(b"weights two")
+    assert not {r.key for r in lora.requests} & {r.key for r in with_adapter().requests}
+    with pytest.raises(ValueError, match="no peft adapter"):
+        build_requests(
+            sample_docs, prompt, num_samples=1, backend=dummy_backend,
+            sampling=small_sampling, lora=str(tmp_path / "missing"),
+        )  # fmt: skip
 
 
 LONG = SourceDoc(source_id="long", text=" ".join(f"w{i}" for i in range(1000)))
