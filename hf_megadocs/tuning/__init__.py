@@ -1,0 +1,1 @@
+"""Generator tuning (SynPro): rewards, data influence and GRPO on TRL with a peft adapter."""
