@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 from hf_megadocs.records import Generation, GenerationRequest, SamplingConfig, stable_hash
 
 
@@ -21,7 +23,14 @@ def _request(**changes) -> GenerationRequest:
     return dataclasses.replace(base, **changes)
 
 
-def test_every_field_that_decides_the_output_changes_the_key():
+def _adapter(folder, weights: bytes):
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text('{"r": 8, "peft_type": "LORA"}')
+    (folder / "adapter_model.safetensors").write_bytes(weights)
+    return str(folder)
+
+
+def test_every_field_that_decides_the_output_changes_the_key(tmp_path):
     base = _request()
     changes = {
         "source_id": "doc-2",
@@ -32,11 +41,23 @@ def test_every_field_that_decides_the_output_changes_the_key():
         "sample_index": 1,
         "messages": ({"role": "user", "content": "Rewrite: hullo"},),
         "input_part": "truncated:10",
-        "lora": "/adapters/a",
+        "lora": _adapter(tmp_path / "a", b"weights"),
     }
     keys = {name: _request(**{name: value}).key for name, value in changes.items()}
     assert base.key not in keys.values() and len(set(keys.values())) == len(keys)
     assert _request().key == base.key  # and nothing else does
+
+
+def test_an_adapter_retrained_into_the_same_folder_gets_a_new_key(tmp_path):
+    path = _adapter(tmp_path / "a", b"round 1")
+    first = _request(lora=path).key
+    (tmp_path / "a" / "adapter_model.safetensors").write_bytes(b"round 2, other weights")
+    assert _request(lora=path).key != first
+
+
+def test_a_lora_path_without_an_adapter_is_refused_with_the_fix(tmp_path):
+    with pytest.raises(ValueError, match="adapter_config.json"):
+        _request(lora=str(tmp_path))
 
 
 def test_sample_seed_depends_on_the_sample_not_on_its_neighbours():

@@ -83,6 +83,10 @@ def generate(
     """
     validate_source(config.source)
     prompt = get_prompt(config.prompt_id, config.prompt_template_file)
+    # a store that cannot be written is refused before the generator is resolved (the
+    # embedded one is converted on first use) and before any engine starts
+    store = GenerationStore(resolve_store_dir(config.store_dir))
+    store.ensure_writable()
     source_stats = SourceStats()
     other_shards = 0
 
@@ -123,7 +127,7 @@ def generate(
         backend
         if backend is not None
         else (lambda workload: make_backend(config.backend, workload)),
-        GenerationStore(resolve_store_dir(config.store_dir)),
+        store,
         prompts=[prompt],
         run_config={
             **output_settings(config),
