@@ -239,6 +239,16 @@ class CorpusRequests:
     """The generator identity the request keys were built with (None for ``real``)."""
 
 
+def generator_label(generator: str, lora_path: str | None) -> str:
+    """The generator as rows record it: with a LoRA adapter, ``<base>+lora:<adapter hash>``
+    (the hash, not the path, names what generated the text)."""
+    if not lora_path:
+        return generator
+    from hf_megadocs.adapters import adapter_hash
+
+    return f"{generator}+lora:{adapter_hash(lora_path)}"
+
+
 def plan_corpus(config: MegadocsConfig, *, info: Any | None = None) -> CorpusRequests:
     """Read ``config``'s source, split it, and build the requests its corpus needs.
 
@@ -271,7 +281,7 @@ def plan_corpus(config: MegadocsConfig, *, info: Any | None = None) -> CorpusReq
     plan.train = _doc_plans(config, requests, folder)
     counters.update(requests.counters)
     plan.generator, plan.prompt_id, plan.prompt_hash = (
-        info.generator,
+        generator_label(info.generator, config.backend.lora_path),
         prompt.prompt_id,
         prompt.content_hash,
     )
@@ -346,6 +356,7 @@ __all__ = [
     "CorpusPlan",
     "CorpusRequests",
     "DocPlan",
+    "generator_label",
     "plan_corpus",
     "prepare_corpus",
 ]

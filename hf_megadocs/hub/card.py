@@ -89,6 +89,11 @@ METHOD_DESCRIPTIONS: dict[str, str] = {
         "the way a textbook section would. The study found this style helps at a lower "
         "share of the training mix than plain rephrases."
     ),
+    "rephrase": (
+        "Faithful rephrasing (SynPro, 2026). Each generation restates the whole document in "
+        "clean prose, dropping boilerplate such as navigation, ads and footers but adding "
+        "nothing; every generation is its own row, without the real document."
+    ),
 }
 """What each method is, in the project's own words (keys are the config name stems)."""
 

@@ -81,6 +81,26 @@ def resolve_checkpoint(output_dir: Path, resume: str) -> Path | None:
     return path
 
 
+def checkpoint_of(path: str | Path, what: str) -> Path:
+    """``path`` if it is a checkpoint folder, else the latest checkpoint of run folder ``path``.
+
+    ``what`` names the setting in the error (e.g. ``"continue_from"``).
+    """
+    path = Path(path)
+    if (path / "trainer_state.json").is_file():
+        return path
+    pointer = path / "checkpoints" / "latest"
+    if pointer.is_file():
+        found = path / "checkpoints" / pointer.read_text().strip()
+        if (found / "trainer_state.json").is_file():
+            return found
+    raise ValueError(
+        f"{what}={str(path)!r} is neither a checkpoint folder (with trainer_state.json) nor a "
+        "run folder with checkpoints/latest; pass the output_dir of a recipes/train.py run "
+        "that saved a checkpoint, or one of its checkpoints/step_<N> folders."
+    )
+
+
 def check_resumable(saved: dict[str, Any], config: TrainConfig, world_size: int) -> None:
     """Refuse to resume when the data order would change, naming the field.
 

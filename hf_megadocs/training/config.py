@@ -171,6 +171,9 @@ class OptimConfig:
     """Share of total steps spent in linear warmup."""
     min_lr: float = 0.0
     """Learning rate the cosine reaches at the last step."""
+    schedule: Literal["cosine", "constant"] = "cosine"
+    """After warmup: "cosine" to ``min_lr`` (the paper's), or "constant" at ``lr`` (SynPro's
+    continued pre-training after a generation round)."""
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)  # YAML gives lists
@@ -189,6 +192,12 @@ class OptimConfig:
             "optim.warmup_fraction",
             self.warmup_fraction,
             "a float in [0, 1)",
+        )
+        _require(
+            self.schedule in ("cosine", "constant"),
+            "optim.schedule",
+            self.schedule,
+            '"cosine" or "constant"',
         )
         _require(
             0 <= self.min_lr <= self.lr,
@@ -269,6 +278,13 @@ class TrainConfig:
     resume_from_checkpoint: str | None = None
     """"latest" (the ``checkpoints/latest`` pointer; a fresh start while there is none) or a
     checkpoint folder; None starts fresh."""
+    continue_from: str | None = None
+    """Continue pre-training from another run's checkpoint on this config's data (SynPro's
+    model-aware rounds): a ``checkpoints/step_<N>`` folder or a run folder (its latest).
+    Model weights and optimizer state are loaded and the global step and token counts go
+    on; data streams and the schedule are planned afresh; ``config.json`` records where it
+    came from. The model must match the checkpoint's and the tokenizer must be its
+    (``model.tokenizer``). A checkpoint of this run (``resume_from_checkpoint``) wins."""
     log_with: Literal["tensorboard", "wandb", "none"] = "tensorboard"
     """Accelerate tracker; "wandb" needs ``pip install wandb``."""
     preset: str | None = None

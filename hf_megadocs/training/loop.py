@@ -1,7 +1,8 @@
 """The training loop, read top to bottom (nanoGPT's order on Accelerate).
 
 :func:`train`: run lock, resume target checked (a finished run stops here) → accelerator
-→ tokenizer, model, data → optimizer, schedule → ``prepare`` → resume → print the plan →
+→ tokenizer, model, data → optimizer, schedule → ``prepare`` → resume (or continue from
+another run's checkpoint on new data) → print the plan →
 steps (forward under ``accumulate``, backward, clip, step,
 schedule, zero; log, eval, save when due) → final eval, summary, ``end_training`` (always,
 in ``finally``). Each phase is one named function below.
@@ -29,6 +30,13 @@ from hf_megadocs.training.checkpoint import (
     truncate_metrics,
 )
 from hf_megadocs.training.config import TrainConfig
+from hf_megadocs.training.continuation import (
+    check_continuable,
+    continuation_origin,
+    continuation_record,
+    load_origin,
+    origin_step,
+)
 from hf_megadocs.training.losses import LOSS_GROUPS, SEEN_GROUPS, loss_metrics
 from hf_megadocs.training.optim import build_optimizer, build_scheduler, warmup_steps
 from hf_megadocs.training.throughput import Throughput
@@ -67,7 +75,10 @@ class Run:
     """config.json: the resolved config plus what the data and the launch made of it."""
     total_steps: int
     planned: int
-    """Steps this invocation runs to (``max_steps`` caps it; the schedule spans ``total_steps``)."""
+    """Global step this invocation runs to (``max_steps`` caps it; the schedule spans
+    ``total_steps`` after ``step_offset``)."""
+    step_offset: int = 0
+    """Global step of the checkpoint a continuation started from (0 otherwise)."""
     counters: Counters = field(default_factory=Counters)
     interval: Any = None
     """Loss sums since the last train log record (``[group, (sum, count)]``); checkpointed,
@@ -107,6 +118,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
             if config.resume_from_checkpoint
             else None
         )
+        # a continuation's origin, checked before anything expensive (unused on a resume)
+        origin = continuation_origin(config)
         finished = finished_summary(config, checkpoint)
         if finished is not None:
             print(
@@ -116,8 +129,11 @@ def train(config: TrainConfig) -> dict[str, Any]:
             return finished
         accelerator = make_accelerator(config)
         try:
-            run = _prepare(config, accelerator)
-            _resume(run, checkpoint)
+            run = _prepare(config, accelerator, origin)
+            if checkpoint is not None:
+                _resume(run, checkpoint)
+            elif origin is not None:
+                _continue(run, origin)
             _start_records(run)
             _print_plan(run)
             last_eval = _train_steps(run)
@@ -129,7 +145,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
 # ---------------------------------------------------------------- setup
 
 
-def _prepare(config: TrainConfig, accelerator: Accelerator) -> Run:
+def _prepare(config: TrainConfig, accelerator: Accelerator, origin: Path | None = None) -> Run:
     """Tokenizer, model, data, optimizer and schedule, passed through one ``prepare``."""
     from hf_megadocs.training.data.collate import configure_model_for_packing
     from hf_megadocs.training.data.streams import StepBatches, build_train_data
@@ -141,6 +157,7 @@ def _prepare(config: TrainConfig, accelerator: Accelerator) -> Run:
         tokenizer = run_tokenizer(config, accelerator)
     else:
         tokenizer = load_tokenizer(config.model)
+    origin_config = check_continuable(origin, config, tokenizer) if origin else None
     model = build_model(config.model, tokenizer, config.data.seq_len)
     # Without this, a KV cache built in training hides the attention blocks of
     # megadoc/document mode (transformers then falls back to one causal block per row).
@@ -169,6 +186,9 @@ def _prepare(config: TrainConfig, accelerator: Accelerator) -> Run:
         "total_steps": total_steps,
         "real_passes": data.sampler.real_passes,
     }
+    offset = origin_step(origin)
+    if origin is not None and origin_config is not None:
+        run_info["continued_from"] = continuation_record(origin, origin_config)
     return Run(
         config=config,
         accelerator=accelerator,
@@ -180,20 +200,30 @@ def _prepare(config: TrainConfig, accelerator: Accelerator) -> Run:
         batches=StepBatches(data, config.micro_batch_size, accumulation, accelerator.device),
         run_info=run_info,
         total_steps=total_steps,
-        planned=min(total_steps, config.max_steps or total_steps),
+        planned=offset + min(total_steps, config.max_steps or total_steps),
+        step_offset=offset,
     )
 
 
-def _resume(run: Run, ckpt: Path | None) -> None:
+def _resume(run: Run, ckpt: Path) -> None:
     """Load checkpoint ``ckpt`` (resolved from ``resume_from_checkpoint``) after checking it fits."""
-    if ckpt is None:
-        return
     saved = json.loads((ckpt / "trainer_state.json").read_text())
     check_resumable(saved, run.config, run.accelerator.num_processes)
     run.accelerator.load_state(str(ckpt))
     run.counters = Counters(**{k: saved[k] for k in asdict(Counters())})
     run.saved_interval = saved.get("log_interval")  # absent in older checkpoints
     run.accelerator.print(f"resumed from {ckpt} at step {run.counters.step}")
+
+
+def _continue(run: Run, origin: Path) -> None:
+    """Weights, AdamW moments and counters of ``origin``; data and schedule stay this run's."""
+    load_origin(run.accelerator, run.model, run.optimizer, origin)
+    saved = json.loads((origin / "trainer_state.json").read_text())
+    run.counters = Counters(**{k: saved[k] for k in asdict(Counters())})
+    run.accelerator.print(
+        f"continuing from {origin} at step {run.counters.step} on new data "
+        f"({run.total_steps:,} steps planned)"
+    )
 
 
 def _start_records(run: Run) -> None:

@@ -111,12 +111,15 @@ def lr_at(step: int, *, lr: float, total_steps: int, warmup: int, min_lr: float 
 def build_scheduler(
     optimizer: torch.optim.Optimizer, config: OptimConfig, total_steps: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """A ``LambdaLR`` with factor ``lr_at(step) / lr``: one scheduler step per optimizer step."""
+    """A ``LambdaLR`` with factor ``lr_at(step) / lr`` (or linear warmup then 1 for the
+    "constant" schedule): one scheduler step per optimizer step."""
     import torch
 
     warmup = warmup_steps(total_steps, config.warmup_fraction)
 
     def factor(step: int) -> float:
+        if config.schedule == "constant":
+            return min(1.0, (step + 1) / warmup) if warmup else 1.0
         return (
             lr_at(step, lr=config.lr, total_steps=total_steps, warmup=warmup, min_lr=config.min_lr)
             / config.lr

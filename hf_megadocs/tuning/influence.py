@@ -73,19 +73,9 @@ class InfluenceConfig:
 
 def resolve_checkpoint_dir(path: str | Path) -> Path:
     """``path`` if it is a checkpoint, else the run's latest checkpoint; clear errors."""
-    path = Path(path)
-    if (path / "trainer_state.json").is_file():
-        return path
-    latest = path / "checkpoints" / "latest"
-    if latest.is_file():
-        found = path / "checkpoints" / latest.read_text().strip()
-        if (found / "trainer_state.json").is_file():
-            return found
-    raise ValueError(
-        f"influence checkpoint {str(path)!r} is neither a checkpoint folder (with "
-        "trainer_state.json) nor a run folder with checkpoints/latest; pass the output_dir "
-        "of a recipes/train.py run that saved a checkpoint."
-    )
+    from hf_megadocs.training.checkpoint import checkpoint_of
+
+    return checkpoint_of(path, "influence checkpoint")
 
 
 def _text_key(text: str) -> str:

@@ -60,3 +60,21 @@ def test_common_names_cover_every_method_and_g():
         format_config_name("real", 2)
     with pytest.raises(ValueError):
         format_config_name("latent", 0)
+
+
+def test_round_suffix_names_a_model_aware_round():
+    parsed = parse_config_name("reformat_g1_r2")
+    assert (parsed.method, parsed.num_generations, parsed.round) == ("reformat", 1, 2)
+    assert parsed.name == "reformat_g1_r2" and parsed.prompt_id == "reformat"
+    assert parse_config_name("rephrase_g4").prompt_id == "clean"
+    assert parse_config_name("stitched_g8").round == 0
+    for bad in ("reformat_g1_r0", "reformat_g1_r02", "real_r1", "reformat_r1"):
+        with pytest.raises(ValueError):
+            parse_config_name(bad)
+
+
+def test_a_round_corpus_needs_the_rounds_adapter():
+    from hf_megadocs.corpora.config import MegadocsConfig
+
+    with pytest.raises(ValueError, match="backend.lora_path"):
+        MegadocsConfig(name="rephrase_g2_r1")

@@ -60,6 +60,22 @@ def test_scheduler_follows_lr_at_step_by_step():
         sched.step()
 
 
+def test_constant_schedule_warms_up_then_holds_the_peak():
+    config = OptimConfig(lr=1e-3, warmup_fraction=0.1, schedule="constant")
+    param = torch.nn.Parameter(torch.zeros(2))
+    opt = torch.optim.AdamW([param], lr=config.lr)
+    sched = build_scheduler(opt, config, total_steps=30)
+    rates = []
+    for _ in range(30):
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert rates[:3] == pytest.approx([1e-3 / 3, 2e-3 / 3, 1e-3])
+    assert rates[3:] == pytest.approx([1e-3] * 27)
+    with pytest.raises(ValueError, match="optim.schedule"):
+        OptimConfig(schedule="linear")
+
+
 @pytest.mark.parametrize(
     ("name", "excluded"),
     [
