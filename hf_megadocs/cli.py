@@ -22,6 +22,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "hf_megadocs.tuning.cli",
         "tune a rephrase/reformat generator with GRPO and a LoRA adapter (SynPro)",
     ),
+    "rounds": (
+        "hf_megadocs.tuning.rounds_cli",
+        "model-aware rounds: tune, regenerate, continue pre-training (SynPro)",
+    ),
     "demo": (
         "hf_megadocs.jobs.demo",
         "the main job: build corpora, train, report (embedded defaults)",

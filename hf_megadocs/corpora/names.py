@@ -139,7 +139,9 @@ def parse_config_name(name: str) -> ConfigName:
             f"Config name {name!r} has a zero-padded G; write '{match['method']}_g{g}'."
         )
     round_digits = match["round"]
-    if round_digits is not None and (int(round_digits) < 1 or round_digits != str(int(round_digits))):
+    if round_digits is not None and (
+        int(round_digits) < 1 or round_digits != str(int(round_digits))
+    ):
         raise ValueError(
             f"Config name {name!r} has round {round_digits!r}; rounds are integers >= 1 "
             f"without leading zeros (e.g. '{match['method']}_g{g}_r1')."

@@ -105,9 +105,7 @@ def test_a_killed_continuation_resumes_its_own_checkpoint(origin, tmp_path):
     out = tmp_path / "second"
     train(_config(*_continued_flags(origin, out, "--save_every", "1")))
     (out / "summary.json").unlink()
-    again = train(
-        _config(*_continued_flags(origin, out, "--resume_from_checkpoint", "latest"))
-    )
+    again = train(_config(*_continued_flags(origin, out, "--resume_from_checkpoint", "latest")))
     assert again["steps"] == 5  # resumed its own step 5, not the origin's step 3
 
 

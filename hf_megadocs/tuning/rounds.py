@@ -1,0 +1,427 @@
+"""Model-aware generation rounds (SynPro's second half): ``hf-megadocs rounds``.
+
+One round, from a pre-training run whose i.i.d. loss has plateaued (or on demand):
+
+1. θ = the run's latest checkpoint;
+2. tune a generator per operation (rephrase, reformat) from the *base* instruct model with
+   the data-influence reward computed at θ (:func:`~hf_megadocs.tuning.tune.tune_generator`),
+   or take adapters tuned elsewhere;
+3. select the documents to regenerate (:mod:`~hf_megadocs.tuning.selection`: all, as
+   SynPro's pipeline does, or ranked by influence or loss at θ);
+4. generate them with the round's adapter into the shared generation store, as the corpus
+   configs ``rephrase_g<G>_r<k>`` / ``reformat_g<G>_r<k>`` (adapter hash in every key and
+   row), each saved under the round;
+5. continue pre-training from θ (``recipes/train.py --continue_from``: weights, AdamW state
+   and global step kept, constant learning rate) on the real data plus the **union** of
+   every round's corpora so far.
+
+Each round writes ``round_<k>/round.json``; every step is resumable (tuning and training
+resume from their checkpoints, generations are never paid twice), and a finished round
+is skipped when run again. The next round starts from the previous round's run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from hf_megadocs.generation.sources import SourceConfig
+from hf_megadocs.tuning.config import DEFAULT_WEIGHTS, TuneConfig
+from hf_megadocs.tuning.selection import (
+    Plateau,
+    PlateauConfig,
+    SelectionConfig,
+    detect_plateau,
+    select_documents,
+)
+
+logger = logging.getLogger(__name__)
+
+OPERATION_METHOD: dict[str, str] = {"rephrase": "rephrase", "reformat": "reformat"}
+"""The corpus method that assembles each operation's generations."""
+
+ROUND_MANIFEST = "round.json"
+
+
+@dataclass(kw_only=True)
+class RoundsConfig:
+    """Rounds of tune → select → regenerate → continue pre-training from one run."""
+
+    run_dir: str
+    """The pre-training run (a ``recipes/train.py`` output_dir with checkpoints) whose latest
+    checkpoint starts round 1; later rounds start from the previous round's run."""
+    output_dir: str = "runs/rounds"
+    """Where ``round_<k>/`` folders go (tuning runs, documents, corpora, union, training)."""
+    num_rounds: int = 1
+    """Rounds to run (finished ones are skipped, so raising it adds rounds)."""
+    trigger: Literal["plateau", "now"] = "plateau"
+    """"plateau": start a round only once the run's iid_loss has plateaued (else stop and
+    say so); "now": start regardless (SynPro triggered rounds by hand)."""
+    plateau: PlateauConfig = field(default_factory=PlateauConfig)
+    operations: list[str] = field(default_factory=lambda: ["rephrase", "reformat"])
+    """SynPro's two operations; each gets its own tuned adapter and corpus per round."""
+    num_generations: int = 1
+    """Generations per selected document and operation (G of the round's corpus names)."""
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
+    """Template of each round's tuning run (profile, steps, LoRA, rewards, the influence
+    reference set); operation, output_dir, source and the influence checkpoint are set
+    per round."""
+    influence_weight: float = DEFAULT_WEIGHTS["influence"]
+    """Weight of the data-influence reward in each round's tuning (SynPro's 3); 0 tunes
+    without it."""
+    adapters: dict[str, str] | None = None
+    """Operation → an adapter folder tuned elsewhere, used instead of tuning (every round)."""
+    corpus_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Generation knobs of the round corpora (``backend``, ``max_new_tokens``, ``store_dir``,
+    engine settings; the same flat knobs as ``load_dataset("hf_megadocs", ...)``)."""
+    synthetic_share: float = 0.5
+    """m of each continuation: the share of every batch from the union of round corpora."""
+    train_steps: int | None = None
+    """Optimizer steps of each continuation; None = its whole plan (``mix.real_epochs``)."""
+    warmup_fraction: float = 0.01
+    """Warmup of each continuation's constant learning rate."""
+    num_processes: int = 1
+    """Processes of each continuation (``accelerate launch --num_processes``)."""
+    train_flags: list[str] = field(default_factory=list)
+    """Extra ``recipes/train.py`` flags for every continuation (e.g. ``--optim.lr 1e-3``)."""
+
+    def __post_init__(self) -> None:
+        if self.num_rounds < 1:
+            raise ValueError(f"RoundsConfig.num_rounds must be >= 1, got {self.num_rounds}.")
+        if self.trigger not in ("plateau", "now"):
+            raise ValueError(
+                f"RoundsConfig.trigger must be 'plateau' or 'now', got {self.trigger!r}."
+            )
+        unknown = sorted(set(self.operations) - set(OPERATION_METHOD))
+        if unknown or not self.operations:
+            raise ValueError(
+                f"RoundsConfig.operations must name some of {sorted(OPERATION_METHOD)}, got "
+                f"{self.operations}."
+            )
+        if self.num_generations < 1:
+            raise ValueError(
+                f"RoundsConfig.num_generations must be >= 1, got {self.num_generations}."
+            )
+        if not 0 < self.synthetic_share < 1:
+            raise ValueError(
+                f"RoundsConfig.synthetic_share must be in (0, 1), got {self.synthetic_share}."
+            )
+        if self.influence_weight < 0:
+            raise ValueError(
+                f"RoundsConfig.influence_weight must be >= 0, got {self.influence_weight}."
+            )
+        missing = sorted(set(self.operations) - set(self.adapters or {}))
+        if self.adapters is not None and missing:
+            raise ValueError(
+                f"RoundsConfig.adapters has no adapter for operation(s) {missing}; give one per "
+                "operation, or leave adapters unset to tune them."
+            )
+        for op, path in (self.adapters or {}).items():
+            if not (Path(path) / "adapter_config.json").is_file():
+                raise ValueError(
+                    f"RoundsConfig.adapters[{op!r}]={path!r} holds no peft adapter (no "
+                    "adapter_config.json); pass a folder hf-megadocs tune-generator wrote."
+                )
+        if self.train_steps is not None and self.train_steps < 1:
+            raise ValueError(f"RoundsConfig.train_steps must be >= 1, got {self.train_steps}.")
+
+
+@dataclass
+class RoundsResult:
+    """The manifests of the rounds run or found finished, and why the loop stopped."""
+
+    rounds: list[dict[str, Any]]
+    stopped: str
+
+
+def run_rounds(config: RoundsConfig) -> RoundsResult:
+    """Run up to ``config.num_rounds`` rounds (finished ones are read, not rerun)."""
+    from hf_megadocs.training.checkpoint import checkpoint_of
+
+    out = Path(config.output_dir)
+    run_dir = Path(config.run_dir)
+    manifests: list[dict[str, Any]] = []
+    for index in range(1, config.num_rounds + 1):
+        round_dir = out / f"round_{index}"
+        if (round_dir / ROUND_MANIFEST).is_file():
+            manifests.append(json.loads((round_dir / ROUND_MANIFEST).read_text()))
+            logger.info("round %d is finished (%s): skipping it", index, round_dir)
+            run_dir = round_dir / "train"
+            continue
+        checkpoint = checkpoint_of(run_dir, "run_dir")
+        plateau = detect_plateau(_metrics(run_dir), config.plateau)
+        logger.info("round %d from %s: %s", index, checkpoint, plateau.describe())
+        if config.trigger == "plateau" and not plateau.reached:
+            return RoundsResult(manifests, f"round {index} not started: {plateau.describe()}")
+        manifests.append(run_round(config, index, checkpoint, plateau))
+        run_dir = round_dir / "train"
+    return RoundsResult(manifests, f"{config.num_rounds} round(s) done")
+
+
+def run_round(
+    config: RoundsConfig, index: int, checkpoint: Path, plateau: Plateau | None = None
+) -> dict[str, Any]:
+    """Round ``index`` from checkpoint θ = ``checkpoint``; returns its manifest."""
+    started = time.perf_counter()
+    round_dir = Path(config.output_dir) / f"round_{index}"
+    round_dir.mkdir(parents=True, exist_ok=True)
+    run_info = json.loads((checkpoint / "config.json").read_text())
+    ids, texts, doc_counters = _training_documents(run_info)
+    all_docs = _write_documents(round_dir / "all_documents.jsonl", ids, texts)
+
+    adapters = _adapters(config, round_dir, checkpoint, all_docs)
+    scores = _scores(config, checkpoint, texts)
+    selection = select_documents(ids, scores, config.selection)
+    logger.info(
+        "round %d selection (%s): %s", index, config.selection.mode, dict(selection.counters)
+    )
+    if not selection.ids:
+        raise ValueError(
+            f"round {index} selected no documents ({dict(selection.counters)}); loosen "
+            "selection (mode 'all', a larger k or fraction)."
+        )
+    chosen = set(selection.ids)
+    documents = _write_documents(
+        round_dir / "documents.jsonl",
+        [i for i in ids if i in chosen],
+        [t for i, t in zip(ids, texts, strict=True) if i in chosen],
+    )
+    corpora = {
+        op: _generate(config, index, op, adapters[op], documents, round_dir)
+        for op in config.operations
+    }
+    union = _union(config, index, round_dir, [c["path"] for c in corpora.values()])
+    training = _continue_training(config, round_dir, checkpoint, run_info, union["path"])
+    manifest = {
+        "round": index,
+        "finished": True,
+        "checkpoint": str(checkpoint.resolve()),
+        "checkpoint_step": json.loads((checkpoint / "trainer_state.json").read_text())["step"],
+        "plateau": dataclasses.asdict(plateau) if plateau else None,
+        "documents": {**doc_counters, **dict(selection.counters)},
+        "selection": dataclasses.asdict(config.selection),
+        "adapters": adapters,
+        "corpora": corpora,
+        "union": union,
+        "training": training,
+        "wall_s": round(time.perf_counter() - started, 1),
+    }
+    (round_dir / ROUND_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    logger.info("round %d done in %.0f s: %s", index, manifest["wall_s"], round_dir)
+    return manifest
+
+
+# ---------------------------------------------------------------- the steps
+
+
+def _metrics(run_dir: Path) -> list[dict[str, Any]]:
+    from hf_megadocs.jsonl import read_records
+
+    path = run_dir / "metrics.jsonl"
+    return read_records(path)[0] if path.is_file() else []
+
+
+def _training_documents(run_info: dict[str, Any]) -> tuple[list[str], list[str], Counter]:
+    """The run's real training documents (ids, texts): what a round may regenerate."""
+    from hf_megadocs.training.config import TrainConfig
+    from hf_megadocs.training.data.streams import real_training_split
+
+    train_config = TrainConfig.from_dict(run_info)
+    _, real_train, _, held_out = real_training_split(train_config)
+    texts = list(real_train[train_config.data.text_column])
+    if "source_id" in real_train.column_names:
+        ids = [str(i) for i in real_train["source_id"]]
+    elif held_out is None:  # a validation split of its own: name documents by their content
+        ids = ["doc-" + hashlib.blake2b(t.encode(), digest_size=8).hexdigest() for t in texts]
+    else:
+        raise ValueError(
+            "the run's real dataset has neither a source_id column nor a validation split, so "
+            "the continuation could not keep the validation documents' rewrites out of "
+            "training; train on the hf_megadocs 'real' corpus, or give data.real_path a "
+            "source_id column (or a validation split)."
+        )
+    counters: Counter = Counter(training_documents=len(texts))
+    return ids, texts, counters
+
+
+def _write_documents(path: Path, ids: list[str], texts: list[str]) -> Path:
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w") as handle:
+        for source_id, text in zip(ids, texts, strict=True):
+            handle.write(json.dumps({"source_id": source_id, "text": text}) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def _adapters(
+    config: RoundsConfig, round_dir: Path, checkpoint: Path, documents: Path
+) -> dict[str, dict[str, Any]]:
+    """Operation → the adapter generating it this round (tuned now, or given)."""
+    from hf_megadocs.adapters import adapter_hash
+
+    if config.adapters is not None:
+        return {
+            op: {"lora_path": str(Path(path).resolve()), "adapter_hash": adapter_hash(path),
+                 "tuned": None}
+            for op, path in config.adapters.items()
+            if op in config.operations
+        }  # fmt: skip
+    from hf_megadocs.tuning.tune import tune_generator
+
+    result = {}
+    for op in config.operations:
+        tuned = tune_generator(_tune_config(config, op, round_dir, checkpoint, documents))
+        served = tuned.manifest["served"]
+        result[op] = {
+            "lora_path": served["lora_path"],
+            "adapter_hash": served["adapter_hash"],
+            "tuned": str(tuned.output_dir / "tuning.json"),
+        }
+    return result
+
+
+def _tune_config(
+    config: RoundsConfig, op: str, round_dir: Path, checkpoint: Path, documents: Path
+) -> TuneConfig:
+    """The template with this round's operation, folder, documents and influence checkpoint."""
+    template = config.tune
+    rewards = {k: v for k, v in (template.rewards or {}).items() if k != "influence"}
+    if config.influence_weight > 0:
+        rewards["influence"] = config.influence_weight
+    return dataclasses.replace(
+        template,
+        operation=op,  # type: ignore[arg-type]
+        output_dir=str(round_dir / f"tune_{op}"),
+        prompt_id=None,
+        source=SourceConfig(
+            source=str(documents),
+            id_column="source_id",
+            max_docs=template.source.max_docs,
+        ),
+        influence=dataclasses.replace(template.influence, checkpoint=str(checkpoint)),
+        rewards=rewards,
+        full_finetune=False,  # rounds serve adapters on the base generator
+    )
+
+
+def _scores(config: RoundsConfig, checkpoint: Path, texts: list[str]) -> list[float] | None:
+    """Per document, what the selection mode ranks by (None for "all")."""
+    if config.selection.score is None:
+        return None
+    from hf_megadocs.tuning.influence import InfluenceScorer
+
+    scorer = InfluenceScorer(dataclasses.replace(config.tune.influence, checkpoint=str(checkpoint)))
+    if config.selection.score == "loss":
+        return scorer.cross_entropy(scorer.model, texts)
+    return scorer.influence(texts)
+
+
+def _generate(
+    config: RoundsConfig,
+    index: int,
+    op: str,
+    adapter: dict[str, Any],
+    documents: Path,
+    round_dir: Path,
+) -> dict[str, Any]:
+    """The round's corpus of ``op``, generated with its adapter, saved under the round."""
+    from hf_megadocs.corpora.load import load_corpus
+    from hf_megadocs.corpora.names import format_config_name
+
+    name = format_config_name(OPERATION_METHOD[op], config.num_generations, index)
+    kwargs = {
+        **config.corpus_kwargs,
+        "source": str(documents),
+        "id_column": "source_id",
+        "text_column": "text",
+        "max_docs": None,
+        "validation_fraction": 0.0,  # every document here is already a training document
+        "long_doc_min_words": None,
+        "lora_path": adapter["lora_path"],
+    }
+    if config.tune.generator is not None:
+        kwargs.setdefault("generator", config.tune.generator)
+    corpus = load_corpus(name, split="train", **kwargs)
+    path = round_dir / "corpora" / name
+    corpus.save_to_disk(str(path))
+    logger.info("round %d: %s has %d rows (%s)", index, name, len(corpus), path)
+    return {"name": name, "path": str(path), "rows": len(corpus), "load_kwargs": kwargs}
+
+
+def _union(config: RoundsConfig, index: int, round_dir: Path, paths: list[str]) -> dict[str, Any]:
+    """Every round's corpora so far, concatenated: the synthetic stream of the continuation."""
+    import datasets
+
+    earlier: list[str] = []
+    for previous in range(1, index):
+        manifest = Path(config.output_dir) / f"round_{previous}" / ROUND_MANIFEST
+        if not manifest.is_file():
+            raise ValueError(
+                f"round {index} needs round {previous}'s corpora, but {manifest} is missing; "
+                "run the rounds in order (hf-megadocs rounds resumes where it stopped)."
+            )
+        earlier += [c["path"] for c in json.loads(manifest.read_text())["corpora"].values()]
+    members = earlier + paths
+    union = datasets.concatenate_datasets([datasets.load_from_disk(p) for p in members])
+    path = round_dir / "union"
+    union.save_to_disk(str(path))
+    return {"path": str(path), "rows": len(union), "members": members}
+
+
+def _continue_training(
+    config: RoundsConfig,
+    round_dir: Path,
+    checkpoint: Path,
+    run_info: dict[str, Any],
+    union: str,
+) -> dict[str, Any]:
+    """``recipes/train.py --continue_from θ`` on real + the union, through accelerate."""
+    import yaml
+
+    from hf_megadocs.training.config import TrainConfig
+    from hf_megadocs.training.launch import launch_command, run_training, shell_line
+
+    settings = json.loads(json.dumps(run_info))
+    settings["data"].update(synthetic_corpus=None, synthetic_path=union)
+    settings["model"].update(tokenizer=run_info["tokenizer"], train_tokenizer_vocab=None)
+    settings["optim"].update(schedule="constant", warmup_fraction=config.warmup_fraction)
+    settings["mix"]["synthetic_share"] = config.synthetic_share
+    settings.update(
+        output_dir=str(round_dir / "train"),
+        continue_from=str(checkpoint),
+        resume_from_checkpoint="latest",  # a killed continuation resumes its own steps
+        max_steps=config.train_steps,
+        preset=None,
+    )
+    train_config = TrainConfig.from_dict(settings)  # validated here, before any launch
+    config_path = round_dir / "train_config.yaml"
+    config_path.write_text(yaml.safe_dump(train_config.to_dict(), sort_keys=False))
+    command = launch_command(
+        ["--config", str(config_path), *config.train_flags], num_processes=config.num_processes
+    )
+    logger.info("continuing pre-training: %s", shell_line(command))
+    code = run_training(command)
+    if code != 0:
+        raise RuntimeError(
+            f"the continuation exited with {code}: {shell_line(command)}; fix the cause and "
+            "run hf-megadocs rounds again (it resumes from the last checkpoint)."
+        )
+    summary = json.loads((round_dir / "train" / "summary.json").read_text())
+    return {
+        "output_dir": str(round_dir / "train"),
+        "command": shell_line(command),
+        "steps": summary["steps"],
+        "iid_loss": summary.get("iid_loss"),
+        "long_context_loss": summary.get("long_context_loss"),
+    }
+
+
+__all__ = ["OPERATION_METHOD", "RoundsConfig", "RoundsResult", "run_round", "run_rounds"]
