@@ -8,9 +8,11 @@ hash of the adapter's files instead.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
 """The files of a peft adapter that determine its outputs (whichever exist)."""
@@ -33,6 +35,34 @@ def adapter_hash(path: str | os.PathLike[str]) -> str:
     return _hash_files(stamps)
 
 
+def lora_label(generator: str, lora_hash: str | None) -> str:
+    """The generator as rows and cards name it: ``<base>+lora:<adapter hash>`` with an
+    adapter (the hash, not the path, names what generated the text)."""
+    return f"{generator}+lora:{lora_hash}" if lora_hash else generator
+
+
+def adapter_provenance(lora_hash: str, path: str) -> dict[str, Any]:
+    """What a dataset card says of a tuned adapter: from its ``tuning.json`` (written beside
+    the adapter by ``hf-megadocs tune-generator``) when it is still there, else its hash."""
+    manifest_path = Path(path).parent / "tuning.json"
+    if not manifest_path.is_file():
+        return {"adapter_hash": lora_hash, "tuning": None}
+    manifest = json.loads(manifest_path.read_text())
+    evaluation = manifest.get("evaluation", {})
+    return {
+        "adapter_hash": lora_hash,
+        "tuning": {
+            "operation": manifest.get("operation"),
+            "base_generator": manifest.get("base_generator"),
+            "rewards_and_weights": manifest.get("rewards"),
+            "grpo_steps": manifest.get("steps"),
+            "influence_checkpoint_step": manifest.get("influence_checkpoint_step"),
+            "held_out_mean_rewards": {k: v.get("rewards") for k, v in evaluation.items()},
+            "versions": manifest.get("versions"),
+        },
+    }
+
+
 @lru_cache(maxsize=64)
 def _hash_files(stamps: tuple[tuple[str, int, int], ...]) -> str:
     digest = hashlib.sha256()
@@ -44,4 +74,4 @@ def _hash_files(stamps: tuple[tuple[str, int, int], ...]) -> str:
     return digest.hexdigest()[:16]
 
 
-__all__ = ["ADAPTER_FILES", "adapter_hash"]
+__all__ = ["ADAPTER_FILES", "adapter_hash", "adapter_provenance", "lora_label"]

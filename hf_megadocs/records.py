@@ -169,6 +169,8 @@ class Generation:
     """Cleaning flags: "empty", "truncated", "refusal", "preamble_stripped"."""
     backend: str = ""
     lora: str | None = None
+    lora_hash: str | None = None
+    """Content hash of the LoRA adapter (:func:`~hf_megadocs.adapters.adapter_hash`)."""
 
     @property
     def usable(self) -> bool:

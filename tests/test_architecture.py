@@ -9,11 +9,12 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "hf_megadocs"
-STAGES = ("generation", "corpora", "training", "hub", "analysis", "jobs")
+STAGES = ("generation", "corpora", "training", "hub", "analysis", "tuning", "jobs")
 """Bottom to top: a stage may import the shared modules and any stage before it."""
 SHARED = (
     "hf_megadocs",
     "hf_megadocs.records",
+    "hf_megadocs.adapters",
     "hf_megadocs.settings",
     "hf_megadocs.flags",
     "hf_megadocs.jsonl",

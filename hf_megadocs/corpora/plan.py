@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hf_megadocs.adapters import adapter_hash, lora_label
 from hf_megadocs.corpora import assembly
 from hf_megadocs.corpora.config import MegadocsConfig
 from hf_megadocs.corpora.doc_plans import DocPlan, DocPlans
@@ -239,16 +240,6 @@ class CorpusRequests:
     """The generator identity the request keys were built with (None for ``real``)."""
 
 
-def generator_label(generator: str, lora_path: str | None) -> str:
-    """The generator as rows record it: with a LoRA adapter, ``<base>+lora:<adapter hash>``
-    (the hash, not the path, names what generated the text)."""
-    if not lora_path:
-        return generator
-    from hf_megadocs.adapters import adapter_hash
-
-    return f"{generator}+lora:{adapter_hash(lora_path)}"
-
-
 def plan_corpus(config: MegadocsConfig, *, info: Any | None = None) -> CorpusRequests:
     """Read ``config``'s source, split it, and build the requests its corpus needs.
 
@@ -276,12 +267,13 @@ def plan_corpus(config: MegadocsConfig, *, info: Any | None = None) -> CorpusReq
 
     prompt = get_prompt(config.prompt_id, config.prompt_template_file)
     info = info if info is not None else generator_info(config.backend)
+    lora = config.backend.lora_path
     make = _latent_builder if config.method == "latent" else _sample_builder
     requests = DocumentRequests(train, make(config, prompt, info))
     plan.train = _doc_plans(config, requests, folder)
     counters.update(requests.counters)
     plan.generator, plan.prompt_id, plan.prompt_hash = (
-        generator_label(info.generator, config.backend.lora_path),
+        lora_label(info.generator, lora and adapter_hash(lora)),
         prompt.prompt_id,
         prompt.content_hash,
     )
@@ -356,7 +348,6 @@ __all__ = [
     "CorpusPlan",
     "CorpusRequests",
     "DocPlan",
-    "generator_label",
     "plan_corpus",
     "prepare_corpus",
 ]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 
+from hf_megadocs.adapters import adapter_hash
 from hf_megadocs.records import Generation, GenerationRequest, RawOutput
 
 PREAMBLE_PATTERNS: tuple[re.Pattern[str], ...] = (
@@ -142,6 +143,7 @@ def clean_output(raw: RawOutput, request: GenerationRequest, backend_name: str) 
         flags=flags,
         backend=backend_name,
         lora=request.lora,
+        lora_hash=adapter_hash(request.lora) if request.lora else None,
     )
 
 

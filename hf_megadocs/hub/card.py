@@ -89,11 +89,8 @@ METHOD_DESCRIPTIONS: dict[str, str] = {
         "the way a textbook section would. The study found this style helps at a lower "
         "share of the training mix than plain rephrases."
     ),
-    "rephrase": (
-        "Faithful rephrasing (SynPro, 2026). Each generation restates the whole document in "
-        "clean prose, dropping boilerplate such as navigation, ads and footers but adding "
-        "nothing; every generation is its own row, without the real document."
-    ),
+    "rephrase": "Faithful rephrasing (SynPro, 2026): each generation restates the document "
+    "in clean prose without boilerplate, adding nothing; one row per generation.",
 }
 """What each method is, in the project's own words (keys are the config name stems)."""
 
@@ -193,6 +190,8 @@ class CardContext:
     """Prompt templates used by any exported config, verbatim from the store."""
     generators: list[GeneratorInfo] = field(default_factory=list)
     """Generator, backend and sampling settings that produced the synthetic text."""
+    adapters: list[dict[str, Any]] = field(default_factory=list)
+    """Tuned LoRA adapters behind ``<base>+lora:<hash>`` generators (their ``tuning.json``)."""
     filtered: dict[str, int] = field(default_factory=dict)
     """Generated outputs flagged or dropped, by reason."""
     store_stats: dict[str, Any] = field(default_factory=dict)
@@ -315,12 +314,10 @@ def render_card(context: CardContext, template_path: str | Path | None = None) -
         source={"name": context.source_name, "description": context.source_description},
         license=context.license,
         license_note=context.license_note,
-        builder_kwargs=(
-            json.dumps(context.builder_kwargs, indent=2, sort_keys=True, default=str)
-            if context.builder_kwargs
-            else ""
-        ),
+        builder_kwargs=context.builder_kwargs
+        and json.dumps(context.builder_kwargs, indent=2, sort_keys=True, default=str),
         generators=context.generators,
+        adapters=context.adapters,
         store_stats=sorted(context.store_stats.items()),
         filtered=sorted(context.filtered.items()),
         dropping_flags=DROPPING_FLAGS,

@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 from huggingface_hub import DatasetCard
 from tqdm.auto import tqdm
 
+from hf_megadocs.adapters import adapter_provenance, lora_label
 from hf_megadocs.corpora.config import config_from_knobs, knob_changes_output
 from hf_megadocs.corpora.load import LOAD_ARGUMENTS
 from hf_megadocs.hub.card import CardContext, ConfigSummary, GeneratorInfo, PromptText
@@ -324,19 +325,22 @@ def _fill_from_store(
         return
     max_g = max((c.num_generations or 0 for c in context.configs), default=0)
     generators: set[GeneratorInfo] = set()
+    adapters: dict[str, str] = {}  # adapter hash -> the folder it was read from
     flagged: Counter = Counter()
     totals: Counter = Counter()
     for g in tqdm(store.iter_generations(), total=len(store), desc="card: store", unit="rec"):
         if not (
             g.source_id in source_ids
             and g.prompt_hash in prompt_hashes
-            and g.generator in generators_used
+            and lora_label(g.generator, g.lora_hash) in generators_used
             and g.sample_index < max_g
         ):
             continue
+        if g.lora_hash and g.lora:
+            adapters.setdefault(g.lora_hash, g.lora)
         generators.add(
             GeneratorInfo(
-                generator=g.generator,
+                generator=lora_label(g.generator, g.lora_hash),
                 revision=g.generator_revision,
                 backend=g.backend or "unknown",
                 temperature=g.sampling.get("temperature", float("nan")),
@@ -353,6 +357,7 @@ def _fill_from_store(
             unusable=not g.usable,
         )
     context.generators = sorted(generators, key=lambda info: repr(info))
+    context.adapters = [adapter_provenance(h, path) for h, path in sorted(adapters.items())]
     context.filtered = dict(flagged)
     health = store.stats()
     context.store_stats = {

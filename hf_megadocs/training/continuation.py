@@ -84,12 +84,15 @@ def continuation_record(origin: Path, origin_config: dict[str, Any]) -> dict[str
     }
 
 
-def load_origin(accelerator: Any, model: Any, optimizer: Any, origin: Path) -> None:
-    """The origin's weights into ``model`` and its AdamW state into ``optimizer``.
+def load_origin(accelerator: Any, model: Any, optimizer: Any, origin: Path) -> dict[str, Any]:
+    """The origin's weights into ``model`` and its AdamW state into ``optimizer``; returns
+    its ``trainer_state.json`` (step and token counters, which the run continues).
 
     The optimizer keeps this run's hyperparameters (lr, weight decay, betas): only the
     moments and step counts come from the checkpoint.
     """
+    state = json.loads((origin / "trainer_state.json").read_text())
+    accelerator.print(f"continuing from {origin} at step {state['step']} on new data")
     import torch
     from safetensors.torch import load_file
 
@@ -100,17 +103,18 @@ def load_origin(accelerator: Any, model: Any, optimizer: Any, origin: Path) -> N
     state_path = origin / "optimizer.bin"
     if not state_path.is_file():
         logger.warning("%s has no optimizer.bin: AdamW starts afresh", origin)
-        return
+        return state
     hyper = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
-    state = torch.load(state_path, map_location="cpu", weights_only=True)
-    if len(state["param_groups"]) != len(hyper):
+    saved = torch.load(state_path, map_location="cpu", weights_only=True)
+    if len(saved["param_groups"]) != len(hyper):
         raise ValueError(
-            f"cannot continue from {origin}: its optimizer has {len(state['param_groups'])} "
+            f"cannot continue from {origin}: its optimizer has {len(saved['param_groups'])} "
             f"parameter groups and this run's has {len(hyper)}."
         )
-    optimizer.load_state_dict(state)
+    optimizer.load_state_dict(saved)
     for group, settings in zip(optimizer.param_groups, hyper, strict=True):
         group.update(settings)
+    return state
 
 
 __all__ = [

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hf_megadocs.training import continuation
 from hf_megadocs.training.accelerator import flat_hparams, make_accelerator
 from hf_megadocs.training.checkpoint import (
     append_jsonl,
@@ -30,13 +31,6 @@ from hf_megadocs.training.checkpoint import (
     truncate_metrics,
 )
 from hf_megadocs.training.config import TrainConfig
-from hf_megadocs.training.continuation import (
-    check_continuable,
-    continuation_origin,
-    continuation_record,
-    load_origin,
-    origin_step,
-)
 from hf_megadocs.training.losses import LOSS_GROUPS, SEEN_GROUPS, loss_metrics
 from hf_megadocs.training.optim import build_optimizer, build_scheduler, warmup_steps
 from hf_megadocs.training.throughput import Throughput
@@ -75,10 +69,7 @@ class Run:
     """config.json: the resolved config plus what the data and the launch made of it."""
     total_steps: int
     planned: int
-    """Global step this invocation runs to (``max_steps`` caps it; the schedule spans
-    ``total_steps`` after ``step_offset``)."""
-    step_offset: int = 0
-    """Global step of the checkpoint a continuation started from (0 otherwise)."""
+    """Global step this invocation runs to (a continuation's start + at most ``max_steps``)."""
     counters: Counters = field(default_factory=Counters)
     interval: Any = None
     """Loss sums since the last train log record (``[group, (sum, count)]``); checkpointed,
@@ -119,7 +110,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
             else None
         )
         # a continuation's origin, checked before anything expensive (unused on a resume)
-        origin = continuation_origin(config)
+        origin = continuation.continuation_origin(config)
         finished = finished_summary(config, checkpoint)
         if finished is not None:
             print(
@@ -132,8 +123,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
             run = _prepare(config, accelerator, origin)
             if checkpoint is not None:
                 _resume(run, checkpoint)
-            elif origin is not None:
-                _continue(run, origin)
+            elif origin is not None:  # weights, AdamW moments, counters; data stays this run's
+                state = continuation.load_origin(run.accelerator, run.model, run.optimizer, origin)
+                run.counters = Counters(**{k: state[k] for k in asdict(Counters())})
             _start_records(run)
             _print_plan(run)
             last_eval = _train_steps(run)
@@ -157,7 +149,7 @@ def _prepare(config: TrainConfig, accelerator: Accelerator, origin: Path | None 
         tokenizer = run_tokenizer(config, accelerator)
     else:
         tokenizer = load_tokenizer(config.model)
-    origin_config = check_continuable(origin, config, tokenizer) if origin else None
+    origin_config = continuation.check_continuable(origin, config, tokenizer) if origin else None
     model = build_model(config.model, tokenizer, config.data.seq_len)
     # Without this, a KV cache built in training hides the attention blocks of
     # megadoc/document mode (transformers then falls back to one causal block per row).
@@ -186,9 +178,9 @@ def _prepare(config: TrainConfig, accelerator: Accelerator, origin: Path | None 
         "total_steps": total_steps,
         "real_passes": data.sampler.real_passes,
     }
-    offset = origin_step(origin)
+    offset = continuation.origin_step(origin)
     if origin is not None and origin_config is not None:
-        run_info["continued_from"] = continuation_record(origin, origin_config)
+        run_info["continued_from"] = continuation.continuation_record(origin, origin_config)
     return Run(
         config=config,
         accelerator=accelerator,
@@ -201,29 +193,17 @@ def _prepare(config: TrainConfig, accelerator: Accelerator, origin: Path | None 
         run_info=run_info,
         total_steps=total_steps,
         planned=offset + min(total_steps, config.max_steps or total_steps),
-        step_offset=offset,
     )
 
 
 def _resume(run: Run, ckpt: Path) -> None:
-    """Load checkpoint ``ckpt`` (resolved from ``resume_from_checkpoint``) after checking it fits."""
+    """Load checkpoint ``ckpt`` (from ``resume_from_checkpoint``) after checking it fits."""
     saved = json.loads((ckpt / "trainer_state.json").read_text())
     check_resumable(saved, run.config, run.accelerator.num_processes)
     run.accelerator.load_state(str(ckpt))
     run.counters = Counters(**{k: saved[k] for k in asdict(Counters())})
     run.saved_interval = saved.get("log_interval")  # absent in older checkpoints
     run.accelerator.print(f"resumed from {ckpt} at step {run.counters.step}")
-
-
-def _continue(run: Run, origin: Path) -> None:
-    """Weights, AdamW moments and counters of ``origin``; data and schedule stay this run's."""
-    load_origin(run.accelerator, run.model, run.optimizer, origin)
-    saved = json.loads((origin / "trainer_state.json").read_text())
-    run.counters = Counters(**{k: saved[k] for k in asdict(Counters())})
-    run.accelerator.print(
-        f"continuing from {origin} at step {run.counters.step} on new data "
-        f"({run.total_steps:,} steps planned)"
-    )
 
 
 def _start_records(run: Run) -> None:

@@ -15,7 +15,9 @@ completion, or None where it cannot score one (TRL then leaves it out of the sum
   numbers and most content words occur in the source);
 - ``quality``: heuristic quality of the output minus that of the source;
 - ``influence``: data influence on the model being pre-trained
-  (:mod:`hf_megadocs.tuning.influence`), output minus source.
+  (:mod:`hf_megadocs.tuning.influence`), output minus source;
+- ``judge_faithfulness`` / ``judge_quality``: the same judgements by an LLM behind an
+  OpenAI-compatible endpoint (:mod:`hf_megadocs.tuning.judge`), for users with a GPU judge.
 """
 
 from __future__ import annotations
@@ -92,6 +94,8 @@ class Rewards:
     settings: RewardSettings = field(default_factory=RewardSettings)
     influence: Any | None = None
     """An :class:`~hf_megadocs.tuning.influence.InfluenceScorer`, needed by ``influence``."""
+    judge: Any | None = None
+    """An :class:`~hf_megadocs.tuning.judge.EndpointJudge`, needed by the ``judge_*`` rewards."""
     _encoder: Any = None
     _source_quality: dict[str, float] = field(default_factory=dict)
 
@@ -202,6 +206,29 @@ class Rewards:
             )
         return list(self.influence.reward(self._texts(completions), list(source)))
 
+    def _endpoint(self) -> Any:
+        if self.judge is None:
+            raise ValueError(
+                "the judge_* rewards need an LLM judge endpoint: set TuneConfig.judge.base_url "
+                "(e.g. http://127.0.0.1:8000/v1 of 'vllm serve <judge model>')."
+            )
+        return self.judge
+
+    def judge_faithfulness(
+        self, completions: Sequence[Any], source: Sequence[str], **_: Any
+    ) -> list[float | None]:
+        judge, texts = self._endpoint(), self._texts(completions)
+        if self.operation == "rephrase":
+            return judge.rephrase_faithfulness(texts, list(source))
+        limit = self.settings.max_entries
+        return judge.entry_faithfulness([parse_reformat(t, max_entries=limit) for t in texts],
+                                        list(source))  # fmt: skip
+
+    def judge_quality(
+        self, completions: Sequence[Any], source: Sequence[str], **_: Any
+    ) -> list[float | None]:
+        return self._endpoint().quality_delta(self._texts(completions), list(source))
+
     def functions(self, names: Sequence[str]) -> list[RewardFunc]:
         """The reward callables for ``names`` (each named as TRL logs it)."""
         table = {
@@ -210,6 +237,8 @@ class Rewards:
             "faithfulness": self.faithfulness,
             "quality": self.quality,
             "influence": self.influence_delta,
+            "judge_faithfulness": self.judge_faithfulness,
+            "judge_quality": self.judge_quality,
         }
         unknown = [n for n in names if n not in table]
         if unknown:
@@ -217,7 +246,15 @@ class Rewards:
         return [_named(table[n], n) for n in names]
 
 
-REWARD_NAMES = ("length", "format", "faithfulness", "quality", "influence")
+REWARD_NAMES = (
+    "length",
+    "format",
+    "faithfulness",
+    "quality",
+    "influence",
+    "judge_faithfulness",
+    "judge_quality",
+)
 
 
 def _named(method: Callable[..., list[float | None]], name: str) -> RewardFunc:

@@ -23,17 +23,23 @@ is skipped when run again. The next round starts from the previous round's run.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from hf_megadocs.generation.sources import SourceConfig
 from hf_megadocs.tuning.config import DEFAULT_WEIGHTS, TuneConfig
+from hf_megadocs.tuning.round_corpora import (
+    OPERATION_METHOD,
+    ROUND_MANIFEST,
+    generate_round_corpus,
+    training_documents,
+    union_of_rounds,
+    write_documents,
+)
 from hf_megadocs.tuning.selection import (
     Plateau,
     PlateauConfig,
@@ -44,10 +50,6 @@ from hf_megadocs.tuning.selection import (
 
 logger = logging.getLogger(__name__)
 
-OPERATION_METHOD: dict[str, str] = {"rephrase": "rephrase", "reformat": "reformat"}
-"""The corpus method that assembles each operation's generations."""
-
-ROUND_MANIFEST = "round.json"
 
 
 @dataclass(kw_only=True)
@@ -174,8 +176,8 @@ def run_round(
     round_dir = Path(config.output_dir) / f"round_{index}"
     round_dir.mkdir(parents=True, exist_ok=True)
     run_info = json.loads((checkpoint / "config.json").read_text())
-    ids, texts, doc_counters = _training_documents(run_info)
-    all_docs = _write_documents(round_dir / "all_documents.jsonl", ids, texts)
+    ids, texts, doc_counters = training_documents(run_info)
+    all_docs = write_documents(round_dir / "all_documents.jsonl", ids, texts)
 
     adapters = _adapters(config, round_dir, checkpoint, all_docs)
     scores = _scores(config, checkpoint, texts)
@@ -189,16 +191,27 @@ def run_round(
             "selection (mode 'all', a larger k or fraction)."
         )
     chosen = set(selection.ids)
-    documents = _write_documents(
+    documents = write_documents(
         round_dir / "documents.jsonl",
         [i for i in ids if i in chosen],
         [t for i, t in zip(ids, texts, strict=True) if i in chosen],
     )
     corpora = {
-        op: _generate(config, index, op, adapters[op], documents, round_dir)
+        op: generate_round_corpus(
+            op,
+            index=index,
+            num_generations=config.num_generations,
+            lora_path=adapters[op]["lora_path"],
+            documents=documents,
+            round_dir=round_dir,
+            corpus_kwargs=config.corpus_kwargs,
+            generator=config.tune.generator,
+        )
         for op in config.operations
     }
-    union = _union(config, index, round_dir, [c["path"] for c in corpora.values()])
+    union = union_of_rounds(
+        Path(config.output_dir), index, round_dir, [c["path"] for c in corpora.values()]
+    )
     training = _continue_training(config, round_dir, checkpoint, run_info, union["path"])
     manifest = {
         "round": index,
@@ -227,38 +240,6 @@ def _metrics(run_dir: Path) -> list[dict[str, Any]]:
 
     path = run_dir / "metrics.jsonl"
     return read_records(path)[0] if path.is_file() else []
-
-
-def _training_documents(run_info: dict[str, Any]) -> tuple[list[str], list[str], Counter]:
-    """The run's real training documents (ids, texts): what a round may regenerate."""
-    from hf_megadocs.training.config import TrainConfig
-    from hf_megadocs.training.data.streams import real_training_split
-
-    train_config = TrainConfig.from_dict(run_info)
-    _, real_train, _, held_out = real_training_split(train_config)
-    texts = list(real_train[train_config.data.text_column])
-    if "source_id" in real_train.column_names:
-        ids = [str(i) for i in real_train["source_id"]]
-    elif held_out is None:  # a validation split of its own: name documents by their content
-        ids = ["doc-" + hashlib.blake2b(t.encode(), digest_size=8).hexdigest() for t in texts]
-    else:
-        raise ValueError(
-            "the run's real dataset has neither a source_id column nor a validation split, so "
-            "the continuation could not keep the validation documents' rewrites out of "
-            "training; train on the hf_megadocs 'real' corpus, or give data.real_path a "
-            "source_id column (or a validation split)."
-        )
-    counters: Counter = Counter(training_documents=len(texts))
-    return ids, texts, counters
-
-
-def _write_documents(path: Path, ids: list[str], texts: list[str]) -> Path:
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w") as handle:
-        for source_id, text in zip(ids, texts, strict=True):
-            handle.write(json.dumps({"source_id": source_id, "text": text}) + "\n")
-    tmp.replace(path)
-    return path
 
 
 def _adapters(
@@ -322,58 +303,6 @@ def _scores(config: RoundsConfig, checkpoint: Path, texts: list[str]) -> list[fl
     if config.selection.score == "loss":
         return scorer.cross_entropy(scorer.model, texts)
     return scorer.influence(texts)
-
-
-def _generate(
-    config: RoundsConfig,
-    index: int,
-    op: str,
-    adapter: dict[str, Any],
-    documents: Path,
-    round_dir: Path,
-) -> dict[str, Any]:
-    """The round's corpus of ``op``, generated with its adapter, saved under the round."""
-    from hf_megadocs.corpora.load import load_corpus
-    from hf_megadocs.corpora.names import format_config_name
-
-    name = format_config_name(OPERATION_METHOD[op], config.num_generations, index)
-    kwargs = {
-        **config.corpus_kwargs,
-        "source": str(documents),
-        "id_column": "source_id",
-        "text_column": "text",
-        "max_docs": None,
-        "validation_fraction": 0.0,  # every document here is already a training document
-        "long_doc_min_words": None,
-        "lora_path": adapter["lora_path"],
-    }
-    if config.tune.generator is not None:
-        kwargs.setdefault("generator", config.tune.generator)
-    corpus = load_corpus(name, split="train", **kwargs)
-    path = round_dir / "corpora" / name
-    corpus.save_to_disk(str(path))
-    logger.info("round %d: %s has %d rows (%s)", index, name, len(corpus), path)
-    return {"name": name, "path": str(path), "rows": len(corpus), "load_kwargs": kwargs}
-
-
-def _union(config: RoundsConfig, index: int, round_dir: Path, paths: list[str]) -> dict[str, Any]:
-    """Every round's corpora so far, concatenated: the synthetic stream of the continuation."""
-    import datasets
-
-    earlier: list[str] = []
-    for previous in range(1, index):
-        manifest = Path(config.output_dir) / f"round_{previous}" / ROUND_MANIFEST
-        if not manifest.is_file():
-            raise ValueError(
-                f"round {index} needs round {previous}'s corpora, but {manifest} is missing; "
-                "run the rounds in order (hf-megadocs rounds resumes where it stopped)."
-            )
-        earlier += [c["path"] for c in json.loads(manifest.read_text())["corpora"].values()]
-    members = earlier + paths
-    union = datasets.concatenate_datasets([datasets.load_from_disk(p) for p in members])
-    path = round_dir / "union"
-    union.save_to_disk(str(path))
-    return {"path": str(path), "rows": len(union), "members": members}
 
 
 def _continue_training(

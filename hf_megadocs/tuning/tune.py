@@ -80,7 +80,12 @@ def tune_generator(config: TuneConfig) -> TuneResult:
         from hf_megadocs.tuning.influence import InfluenceScorer
 
         scorer = InfluenceScorer(config.influence)
-    rewards = Rewards(config.operation, config.reward_settings, scorer)
+    judge = None
+    if any(name.startswith("judge_") for name in config.reward_names):
+        from hf_megadocs.tuning.judge import EndpointJudge
+
+        judge = EndpointJudge(config.judge)
+    rewards = Rewards(config.operation, config.reward_settings, scorer, judge)
     functions = rewards.functions(config.reward_names)
 
     trainer = _grpo_trainer(config, path, tokenizer, data, functions, out)
@@ -96,6 +101,9 @@ def tune_generator(config: TuneConfig) -> TuneResult:
     evaluation = _compare(config, path, served, prompt, data, functions)
     manifest = _manifest(config, generator, revision, prompt, data, served, records, evaluation)
     manifest["plot"] = plot.name if plot else None
+    if judge is not None:  # answers not in the asked form were left out of the reward
+        manifest["judge_unparsed"] = dict(judge.unparsed)
+        judge.close()
     manifest["wall_s"] = round(time.perf_counter() - started, 1)
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     logger.info("tuned generator in %s (%.0f s)", out, manifest["wall_s"])
@@ -238,6 +246,16 @@ def _compare(
     return result
 
 
+def _checkpoint_step(checkpoint: str | None) -> int | None:
+    """The pre-training step of the influence checkpoint θ (None without one)."""
+    if checkpoint is None:
+        return None
+    from hf_megadocs.tuning.influence import resolve_checkpoint_dir
+
+    state = resolve_checkpoint_dir(checkpoint) / "trainer_state.json"
+    return int(json.loads(state.read_text())["step"])
+
+
 def _manifest(
     config: TuneConfig,
     generator: str,
@@ -257,6 +275,7 @@ def _manifest(
         "prompt": prompt.as_record(),
         "rewards": dict(config.rewards or {}),
         "influence_checkpoint": config.influence.checkpoint,
+        "influence_checkpoint_step": _checkpoint_step(config.influence.checkpoint),
         "steps": records[-1]["step"] if records else 0,
         "documents": dict(data.counters),
         "final_rewards": {k: records[-1].get(f"rewards/{k}/mean") for k in config.reward_names}

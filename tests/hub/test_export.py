@@ -347,3 +347,31 @@ def test_vllm_built_corpus_publishes_with_real_provenance(tmp_path):
     body = (result.local_dir / "README.md").read_text()
     assert f"| `{EMBEDDED_GENERATOR_NAME}` | `{embedded_generator_revision()}` | vllm |" in body
     assert "| tokens |" in body and "smollm2-135m-instruct` tokenizer" in body
+
+
+def test_a_round_corpus_card_names_the_tuned_adapter(tmp_path, builder_kwargs):
+    from hf_megadocs.adapters import adapter_hash
+    from hf_megadocs.corpora.load import load_corpus
+
+    tune_dir = tmp_path / "tune_rephrase"
+    adapter = tune_dir / "adapter"
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text('{"r": 4, "peft_type": "LORA"}')
+    (adapter / "adapter_model.safetensors").write_bytes(b"lora weights")
+    (tune_dir / "tuning.json").write_text(json.dumps({
+        "operation": "rephrase", "base_generator": "HuggingFaceTB/SmolLM2-135M-Instruct",
+        "rewards": {"length": 1.0, "influence": 3.0}, "steps": 8,
+        "influence_checkpoint_step": 40,
+        "evaluation": {"base": {"rewards": {"length": 0.5}}, "tuned": {"rewards": {"length": 0.75}}},
+    }))  # fmt: skip
+    kwargs = {**builder_kwargs, "lora_path": str(adapter)}
+    out = tmp_path / "out"
+    load_corpus("rephrase_g1_r1", **kwargs)  # what hf-megadocs rounds builds
+    push_to_hub("my-org/rounds", ["rephrase_g1_r1"], dry_run=True, local_dir=out, **kwargs)
+    body = (out / "README.md").read_text()
+    label = f"dummy-generator+lora:{adapter_hash(adapter)}"
+    assert f"| `{label}` |" in body  # the generator table names the adapter by its hash
+    assert "### Tuned generators" in body and '"grpo_steps": 8' in body
+    assert '"influence": 3.0' in body and '"influence_checkpoint_step": 40' in body
+    rows = datasets.load_dataset(str(out), "rephrase_g1_r1")["train"]
+    assert set(rows["generator"]) == {label} and set(rows["method"]) == {"rephrase"}

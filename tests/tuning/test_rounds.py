@@ -80,7 +80,7 @@ def test_two_rounds_select_regenerate_and_train_on_the_union(pretrained, adapter
 
     from hf_megadocs.adapters import adapter_hash
     from hf_megadocs.tuning.influence import InfluenceScorer
-    from hf_megadocs.tuning.rounds import _training_documents
+    from hf_megadocs.tuning.round_corpora import training_documents
 
     config = _config(pretrained, adapter, tmp_path)
     result = run_rounds(config)
@@ -90,7 +90,7 @@ def test_two_rounds_select_regenerate_and_train_on_the_union(pretrained, adapter
 
     # Selection: the 6 documents of highest influence at θ, recomputed independently.
     info = json.loads((Path(first["checkpoint"]) / "config.json").read_text())
-    ids, texts, _ = _training_documents(info)
+    ids, texts, _ = training_documents(info)
     scorer = InfluenceScorer(
         dataclasses.replace(config.tune.influence, checkpoint=first["checkpoint"])
     )
