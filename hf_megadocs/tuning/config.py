@@ -9,11 +9,13 @@ so a run on the embedded SmolLM2 takes minutes. Every field can be overridden.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
 from hf_megadocs.generation.sources import SourceConfig
 from hf_megadocs.tuning.influence import InfluenceConfig
+from hf_megadocs.tuning.judge import JudgeConfig
 from hf_megadocs.tuning.rewards import REWARD_NAMES, Operation, RewardSettings
 
 Profile = Literal["gpu", "cpu"]
@@ -77,6 +79,9 @@ class TuneConfig:
     influence: InfluenceConfig = field(default_factory=InfluenceConfig)
     """The pre-training checkpoint and reference set of the influence reward (off while
     ``influence.checkpoint`` is unset)."""
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+    """An LLM judge endpoint for the ``judge_faithfulness`` / ``judge_quality`` rewards
+    (off while ``judge.base_url`` is unset)."""
     full_finetune: bool = False
     """Train every weight instead of a LoRA adapter (the paper's choice on GPUs)."""
     lora: LoraSettings = field(default_factory=LoraSettings)
@@ -133,10 +138,29 @@ class TuneConfig:
             )
         if not self.rewards:
             raise ValueError("TuneConfig.rewards is empty; name at least one reward.")
+        bad = {
+            name: weight
+            for name, weight in self.rewards.items()
+            if isinstance(weight, bool)
+            or not isinstance(weight, (int, float))
+            or not math.isfinite(weight)
+            or weight < 0
+        }
+        if bad:
+            raise ValueError(
+                f"TuneConfig.rewards has invalid weight(s) {bad}; each reward's weight must be "
+                "a finite number >= 0 (e.g. rewards={'length': 1.0, 'influence': 3.0})."
+            )
         if "influence" in self.rewards and not self.influence.enabled:
             raise ValueError(
                 "the influence reward needs TuneConfig.influence.checkpoint (a checkpoint of "
                 "recipes/train.py and a reference set); set it or drop the reward."
+            )
+        judged = sorted(n for n in self.rewards if n.startswith("judge_"))
+        if judged and not self.judge.enabled:
+            raise ValueError(
+                f"the reward(s) {judged} need an LLM judge: set TuneConfig.judge.base_url (an "
+                "OpenAI-compatible endpoint such as vllm serve's) or drop them."
             )
         if not self.full_finetune and self.lora.rank > self.max_lora_rank:
             raise ValueError(
@@ -157,6 +181,22 @@ class TuneConfig:
                 f"{self.scale_rewards!r}."
             )
         self._fill_profile()
+        for name in (
+            "per_device_batch_size",
+            "gradient_accumulation_steps",
+            "max_steps",
+            "max_completion_length",
+            "max_prompt_tokens",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TuneConfig.{name} must be >= 1, got {getattr(self, name)}.")
+        if self.num_generations < 2:
+            raise ValueError(
+                f"TuneConfig.num_generations must be >= 2 (GRPO's advantages compare the "
+                f"samples of one prompt), got {self.num_generations}."
+            )
+        if not self.learning_rate > 0:
+            raise ValueError(f"TuneConfig.learning_rate must be > 0, got {self.learning_rate}.")
         batch = self.per_device_batch_size * self.gradient_accumulation_steps
         if batch % self.num_generations:
             raise ValueError(
