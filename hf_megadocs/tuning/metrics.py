@@ -36,9 +36,12 @@ def _finite(logs: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """The log lines of ``metrics.jsonl`` (training steps only, not the final summary)."""
+    """The log lines of ``metrics.jsonl`` (training steps only, not the final summary), one
+    per step in step order: a resumed run logs again the steps after its checkpoint, and
+    the latest line of a step wins."""
     lines = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-    return [line for line in lines if "reward" in line]
+    by_step = {line["step"]: line for line in lines if "reward" in line}
+    return [by_step[step] for step in sorted(by_step)]
 
 
 def reward_means(records: list[dict[str, Any]], names: list[str]) -> dict[str, list[float]]:
