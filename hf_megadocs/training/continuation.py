@@ -41,7 +41,13 @@ def continuation_origin(config: TrainConfig) -> Path | None:
     """The checkpoint ``config.continue_from`` names (resolved), or None."""
     if config.continue_from is None:
         return None
-    return checkpoint_of(config.continue_from, "continue_from")
+    origin = checkpoint_of(config.continue_from, "continue_from")
+    if not (origin / "model.safetensors").is_file():
+        raise ValueError(
+            f"continue_from: {origin} has no model.safetensors; pass a checkpoint that "
+            "recipes/train.py saved (checkpoints/step_<N>)."
+        )
+    return origin
 
 
 def origin_step(origin: Path | None) -> int:
@@ -91,15 +97,13 @@ def load_origin(accelerator: Any, model: Any, optimizer: Any, origin: Path) -> d
     The optimizer keeps this run's hyperparameters (lr, weight decay, betas): only the
     moments and step counts come from the checkpoint.
     """
-    state = json.loads((origin / "trainer_state.json").read_text())
-    accelerator.print(f"continuing from {origin} at step {state['step']} on new data")
     import torch
     from safetensors.torch import load_file
 
-    weights = origin / "model.safetensors"
-    if not weights.is_file():
-        raise ValueError(f"cannot continue from {origin}: it has no model.safetensors.")
-    accelerator.unwrap_model(model).load_state_dict(load_file(str(weights)), strict=True)
+    state = json.loads((origin / "trainer_state.json").read_text())
+    accelerator.print(f"continuing from {origin} at step {state['step']} on new data")
+    weights = load_file(str(origin / "model.safetensors"))
+    accelerator.unwrap_model(model).load_state_dict(weights, strict=True)
     state_path = origin / "optimizer.bin"
     if not state_path.is_file():
         logger.warning("%s has no optimizer.bin: AdamW starts afresh", origin)

@@ -116,14 +116,23 @@ class InfluenceScorer:
                 f"documents ({stats.as_dict()}); give it a source with text."
             )
         held_out = _validation_keys(self.train_config)
-        overlap = sum(_text_key(t) in held_out for t in texts)
-        if overlap:
+        kept = [t for t in texts if _text_key(t) not in held_out]
+        # the reference set must be distinct from every evaluation split: the documents the
+        # run evaluates on are dropped from it (counted); none left is an error
+        self.reference_counts = {"read": len(texts), "in_evaluation_splits": len(texts) - len(kept)}
+        if not kept:
             raise ValueError(
-                f"{overlap} of {len(texts)} influence reference documents are in the run's "
-                "validation split; the reference set must be distinct from every evaluation "
-                "split (choose another InfluenceConfig.reference source)."
+                f"all {len(texts)} influence reference documents are in the run's evaluation "
+                "splits (validation or long-context); the reference set must be distinct from "
+                "them: choose another InfluenceConfig.reference source."
             )
-        return texts
+        if len(kept) < len(texts):
+            logger.warning(
+                "influence reference: dropped %d of %d documents that the run evaluates on",
+                len(texts) - len(kept),
+                len(texts),
+            )
+        return kept
 
     def _tune_on_reference(self, texts: list[str]) -> Any:
         """θ′: a copy of θ after ``reference_steps`` AdamW steps on the reference blocks."""

@@ -101,6 +101,8 @@ def tune_generator(config: TuneConfig) -> TuneResult:
     evaluation = _compare(config, path, served, prompt, data, functions)
     manifest = _manifest(config, generator, revision, prompt, data, served, records, evaluation)
     manifest["plot"] = plot.name if plot else None
+    if scorer is not None:  # reference documents read, and dropped as evaluation documents
+        manifest["influence_reference"] = scorer.reference_counts
     if judge is not None:  # answers not in the asked form were left out of the reward
         manifest["judge_unparsed"] = dict(judge.unparsed)
         judge.close()

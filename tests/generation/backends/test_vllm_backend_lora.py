@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -47,6 +50,12 @@ def test_lora_adapter_matches_peft_greedy_output(tmp_path):
             backend=backend, sampling=SamplingConfig(temperature=0.0, max_new_tokens=8),
         )  # fmt: skip
         served = backend.generate([request])[0]
+        # On CPU the adapter is merged into the engine's weights: one adapter per engine.
+        if backend._merged_lora is not None:
+            shutil.copytree(adapter, tmp_path / "another-adapter")
+            other = dataclasses.replace(request, lora=str(tmp_path / "another-adapter"))
+            with pytest.raises(ValueError, match="one adapter per engine on CPU"):
+                backend.generate([other])
     finally:
         backend.close()
 
