@@ -179,8 +179,9 @@ def run_round(
     ids, texts, doc_counters = training_documents(run_info)
     all_docs = write_documents(round_dir / "all_documents.jsonl", ids, texts)
 
-    adapters = _adapters(config, round_dir, checkpoint, all_docs)
-    scores = _scores(config, checkpoint, texts)
+    scorer = _influence_scorer(config, checkpoint)  # θ′ trained once for the whole round
+    adapters = _adapters(config, round_dir, checkpoint, all_docs, scorer)
+    scores = _scores(config, scorer, texts)
     selection = select_documents(ids, scores, config.selection)
     logger.info(
         "round %d selection (%s): %s", index, config.selection.mode, dict(selection.counters)
@@ -242,8 +243,18 @@ def _metrics(run_dir: Path) -> list[dict[str, Any]]:
     return read_records(path)[0] if path.is_file() else []
 
 
+def _influence_scorer(config: RoundsConfig, checkpoint: Path) -> Any | None:
+    """One influence scorer at θ for the round's tuning and selection, when either uses it."""
+    tunes_with_influence = config.adapters is None and config.influence_weight > 0
+    if not tunes_with_influence and config.selection.score is None:
+        return None
+    from hf_megadocs.tuning.influence import InfluenceScorer
+
+    return InfluenceScorer(dataclasses.replace(config.tune.influence, checkpoint=str(checkpoint)))
+
+
 def _adapters(
-    config: RoundsConfig, round_dir: Path, checkpoint: Path, documents: Path
+    config: RoundsConfig, round_dir: Path, checkpoint: Path, documents: Path, scorer: Any | None
 ) -> dict[str, dict[str, Any]]:
     """Operation → the adapter generating it this round (tuned now, or given)."""
     from hf_megadocs.adapters import adapter_hash
@@ -259,7 +270,10 @@ def _adapters(
 
     result = {}
     for op in config.operations:
-        tuned = tune_generator(_tune_config(config, op, round_dir, checkpoint, documents))
+        tune_config = _tune_config(config, op, round_dir, checkpoint, documents)
+        tuned = tune_generator(
+            tune_config, influence_scorer=scorer if tune_config.influence.enabled else None
+        )
         served = tuned.manifest["served"]
         result[op] = {
             "lora_path": served["lora_path"],
@@ -293,13 +307,10 @@ def _tune_config(
     )
 
 
-def _scores(config: RoundsConfig, checkpoint: Path, texts: list[str]) -> list[float] | None:
+def _scores(config: RoundsConfig, scorer: Any | None, texts: list[str]) -> list[float] | None:
     """Per document, what the selection mode ranks by (None for "all")."""
-    if config.selection.score is None:
+    if config.selection.score is None or scorer is None:
         return None
-    from hf_megadocs.tuning.influence import InfluenceScorer
-
-    scorer = InfluenceScorer(dataclasses.replace(config.tune.influence, checkpoint=str(checkpoint)))
     if config.selection.score == "loss":
         return scorer.cross_entropy(scorer.model, texts)
     return scorer.influence(texts)

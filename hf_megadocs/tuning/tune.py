@@ -51,8 +51,13 @@ class TuneResult:
         return BackendConfig(generator=served["generator"], lora_path=served.get("lora_path"))
 
 
-def tune_generator(config: TuneConfig) -> TuneResult:
-    """Run (or resume, or return the finished) GRPO tuning run ``config`` describes."""
+def tune_generator(config: TuneConfig, *, influence_scorer: Any | None = None) -> TuneResult:
+    """Run (or resume, or return the finished) GRPO tuning run ``config`` describes.
+
+    ``influence_scorer``: an :class:`~hf_megadocs.tuning.influence.InfluenceScorer` already
+    built for ``config.influence`` (a round shares one between its operations and its
+    selection, so θ′ is trained once); by default one is built when influence is on.
+    """
     out = Path(config.output_dir)
     if (out / MANIFEST).is_file():
         _check_same_settings(out, config)
@@ -75,8 +80,8 @@ def tune_generator(config: TuneConfig) -> TuneResult:
     )
     data = tuning_prompts(config, prompt, tokenizer)
     logger.info("tuning prompts: %s", dict(data.counters))
-    scorer = None
-    if config.influence.enabled:
+    scorer = influence_scorer if "influence" in config.reward_names else None
+    if scorer is None and "influence" in config.reward_names:
         from hf_megadocs.tuning.influence import InfluenceScorer
 
         scorer = InfluenceScorer(config.influence)

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hf_megadocs.training.data.mapped_pages import PageBudget
 from hf_megadocs.training.data.packed import (
     IGNORE_INDEX,
     AttentionMode,
@@ -256,6 +257,7 @@ def _pack_into(
     out_lens = lens[order]
     unit_starts = np.cumsum(out_lens) - out_lens  # global offset of each shuffled unit
     carry, keep = 0, stats.packed_tokens
+    pages = PageBudget()  # gathered chunks are copies: the mapped pages they read can go
     for lo, hi in _chunk_bounds(out_lens):
         units = order[lo:hi]
         ids, roles = ids_col.gather(units), roles_col.gather(units)
@@ -273,6 +275,7 @@ def _pack_into(
             columns["position_ids"], carry = _chunk_positions(first, take, L, blocks, carry)
         if take:
             rows.write(**columns)
+        pages.read(ids.nbytes + roles.nbytes)
     if stats.padding_tokens:  # the last token (an EOS) again; labels and role mark it
         pad = stats.padding_tokens
         columns = {"input_ids": np.full(pad, ids_col.gather(order[-1:])[-1], dtype=np.int32),

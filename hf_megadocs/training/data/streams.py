@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hf_megadocs.training.data.mapped_pages import release_mapped_pages
 from hf_megadocs.training.evaluation import EvalSet, iid_windows, long_windows
 
 if TYPE_CHECKING:
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
     from hf_megadocs.training.config import DataConfig, TrainConfig
 
 logger = logging.getLogger(__name__)
+
+RELEASE_EVERY_STEPS = 64
+"""Steps between hand-backs of the packed rows' mapped pages (:mod:`.mapped_pages`)."""
 
 FILE_BUILDERS: dict[str, str] = {
     ".txt": "text",
@@ -361,12 +365,16 @@ class StepBatches:
         self.accumulation = accumulation
         self.device = device
         self._steps: Iterator[list] | None = None
+        self._taken = 0
 
     def next_step(self) -> list[dict[str, torch.Tensor]]:
         """The micro-batches of the next optimizer step."""
         if self._steps is None:
             self._steps = iter(self.data.sampler)
         rows = next(self._steps)
+        self._taken += 1
+        if self._taken % RELEASE_EVERY_STEPS == 0:  # resident memory bounded on long runs
+            release_mapped_pages()
         expected = self.micro_batch_size * self.accumulation
         if len(rows) != expected:
             raise RuntimeError(

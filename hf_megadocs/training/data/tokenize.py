@@ -21,10 +21,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from hf_megadocs.training.data.mapped_pages import PageBudget
+
 if TYPE_CHECKING:
     from datasets import Dataset, IterableDataset
 
 logger = logging.getLogger(__name__)
+
+_PAGES = PageBudget()
+"""Hands back the Arrow pages tokenization has read (per process: each map worker its own)."""
 
 ROLE_NAMES: tuple[str, ...] = (
     "real",
@@ -125,6 +130,7 @@ def _tokenize_batch(
     segments_column: str | None,
 ) -> pa.Table:
     texts: list[str] = batch.column(text_column).to_pylist()
+    _PAGES.read(batch.nbytes)  # the batch is copied out: its mapped pages can go
     n_rows = len(texts)
     texts = ["" if t is None else t for t in texts]
     seg_row, seg_start, seg_end, seg_role = _segments_of_batch(batch, segments_column, n_rows)
