@@ -50,6 +50,7 @@ def training_documents(run_info: dict[str, Any]) -> tuple[list[str], list[str], 
 
 
 def write_documents(path: Path, ids: list[str], texts: list[str]) -> Path:
+    """``ids`` and ``texts`` as JSON Lines (``source_id``, ``text``) at ``path``, atomically."""
     tmp = path.with_suffix(".tmp")
     with tmp.open("w") as handle:
         for source_id, text in zip(ids, texts, strict=True):
@@ -115,8 +116,6 @@ def union_of_rounds(
     path = round_dir / "union"
     union.save_to_disk(str(path))
     return {"path": str(path), "rows": len(union), "members": members}
-
-
 
 
 __all__ = [
