@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from hf_megadocs.generation.sources import SourceConfig
+from hf_megadocs.training.continuation import origin_step
 from hf_megadocs.tuning.config import DEFAULT_WEIGHTS, TuneConfig
 from hf_megadocs.tuning.round_corpora import (
     OPERATION_METHOD,
@@ -218,7 +219,7 @@ def run_round(
         "round": index,
         "finished": True,
         "checkpoint": str(checkpoint.resolve()),
-        "checkpoint_step": json.loads((checkpoint / "trainer_state.json").read_text())["step"],
+        "checkpoint_step": origin_step(checkpoint),
         "plateau": dataclasses.asdict(plateau) if plateau else None,
         "documents": {**doc_counters, **dict(selection.counters)},
         "selection": dataclasses.asdict(config.selection),

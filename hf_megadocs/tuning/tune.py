@@ -257,10 +257,10 @@ def _checkpoint_step(checkpoint: str | None) -> int | None:
     """The pre-training step of the influence checkpoint θ (None without one)."""
     if checkpoint is None:
         return None
+    from hf_megadocs.training.continuation import origin_step
     from hf_megadocs.tuning.influence import resolve_checkpoint_dir
 
-    state = resolve_checkpoint_dir(checkpoint) / "trainer_state.json"
-    return int(json.loads(state.read_text())["step"])
+    return origin_step(resolve_checkpoint_dir(checkpoint))
 
 
 def _manifest(
