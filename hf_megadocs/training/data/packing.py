@@ -59,6 +59,10 @@ logger = logging.getLogger(__name__)
 ATTENTION_MODES: tuple[str, ...] = ("cross_document", "megadoc", "document")
 CHUNK_TOKENS = 1 << 20
 """Tokens the packer gathers per step (about 1M: ~30 MB of working memory at most)."""
+CHUNK_UNITS = 128
+"""Units the packer gathers per step at most: each unit is read at its own place in the
+mapped files, and every place can map a fault-around window besides its bytes (see
+``mapped_pages``), so a chunk of short units would otherwise make ~16x its bytes resident."""
 
 
 @dataclass(kw_only=True)
@@ -261,6 +265,7 @@ def _pack_into(
     for lo, hi in _chunk_bounds(out_lens):
         units = order[lo:hi]
         ids, roles = ids_col.gather(units), roles_col.gather(units)
+        pages.read(ids.nbytes + roles.nbytes, places=2 * len(units))
         first = int(unit_starts[lo])
         take = max(0, min(len(ids), keep - first))
         columns = {"input_ids": ids[:take].astype(np.int32, copy=False),
@@ -269,13 +274,12 @@ def _pack_into(
             if config.attention == "megadoc":
                 blocks = unit_starts[lo:hi]
             else:
-                blocks = docs_col.gather(units).astype(np.int64) + np.repeat(
-                    unit_starts[lo:hi], n_docs[units]
-                )
+                doc_starts = docs_col.gather(units)
+                pages.read(doc_starts.nbytes, places=len(units))
+                blocks = doc_starts.astype(np.int64) + np.repeat(unit_starts[lo:hi], n_docs[units])
             columns["position_ids"], carry = _chunk_positions(first, take, L, blocks, carry)
         if take:
             rows.write(**columns)
-        pages.read(ids.nbytes + roles.nbytes)
     if stats.padding_tokens:  # the last token (an EOS) again; labels and role mark it
         pad = stats.padding_tokens
         columns = {"input_ids": np.full(pad, ids_col.gather(order[-1:])[-1], dtype=np.int32),
@@ -311,12 +315,14 @@ def _pack_into(
 
 
 def _chunk_bounds(unit_lengths: np.ndarray) -> list[tuple[int, int]]:
-    """Consecutive ranges of (shuffled) units of about ``CHUNK_TOKENS`` tokens each."""
+    """Consecutive ranges of (shuffled) units of about ``CHUNK_TOKENS`` tokens each, and of
+    at most ``CHUNK_UNITS`` units."""
     budget = CHUNK_TOKENS
     cut = np.searchsorted(
         np.cumsum(unit_lengths), np.arange(budget, int(unit_lengths.sum()), budget)
     )
-    edges = np.unique(np.concatenate([[0], cut + 1, [len(unit_lengths)]]))
+    by_units = np.arange(0, len(unit_lengths), CHUNK_UNITS)
+    edges = np.unique(np.concatenate([[0], cut + 1, by_units, [len(unit_lengths)]]))
     edges = edges[edges <= len(unit_lengths)]
     return list(zip(edges[:-1].tolist(), edges[1:].tolist()))
 

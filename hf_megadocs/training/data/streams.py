@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hf_megadocs.training.data.mapped_pages import release_mapped_pages
+from hf_megadocs.training.data.mapped_pages import PageBudget
 from hf_megadocs.training.evaluation import EvalSet, iid_windows, long_windows
 
 if TYPE_CHECKING:
@@ -27,9 +27,6 @@ if TYPE_CHECKING:
     from hf_megadocs.training.config import DataConfig, TrainConfig
 
 logger = logging.getLogger(__name__)
-
-RELEASE_EVERY_STEPS = 64
-"""Steps between hand-backs of the packed rows' mapped pages (:mod:`.mapped_pages`)."""
 
 FILE_BUILDERS: dict[str, str] = {
     ".txt": "text",
@@ -365,16 +362,13 @@ class StepBatches:
         self.accumulation = accumulation
         self.device = device
         self._steps: Iterator[list] | None = None
-        self._taken = 0
+        self._pages = PageBudget()  # the packed rows read: resident memory bounded on long runs
 
     def next_step(self) -> list[dict[str, torch.Tensor]]:
         """The micro-batches of the next optimizer step."""
         if self._steps is None:
             self._steps = iter(self.data.sampler)
         rows = next(self._steps)
-        self._taken += 1
-        if self._taken % RELEASE_EVERY_STEPS == 0:  # resident memory bounded on long runs
-            release_mapped_pages()
         expected = self.micro_batch_size * self.accumulation
         if len(rows) != expected:
             raise RuntimeError(
@@ -384,5 +378,9 @@ class StepBatches:
         out = []
         for i in range(0, expected, self.micro_batch_size):
             batch = self.data.collator(rows[i : i + self.micro_batch_size])
+            # Each row was read at its own place in every mapped array the batch came from;
+            # the int64 copies' bytes bound what those reads touched.
+            nbytes = sum(v.nbytes for v in batch.values())
+            self._pages.read(nbytes, places=len(batch["input_ids"]) * len(batch))
             out.append({k: v.to(self.device, non_blocking=True) for k, v in batch.items()})
         return out

@@ -130,7 +130,7 @@ def _tokenize_batch(
     segments_column: str | None,
 ) -> pa.Table:
     texts: list[str] = batch.column(text_column).to_pylist()
-    _PAGES.read(batch.nbytes)  # the batch is copied out: its mapped pages can go
+    _PAGES.read(batch.nbytes, batch.num_columns)  # copied out: its mapped pages can go
     n_rows = len(texts)
     texts = ["" if t is None else t for t in texts]
     seg_row, seg_start, seg_end, seg_role = _segments_of_batch(batch, segments_column, n_rows)

@@ -6,6 +6,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -52,3 +53,59 @@ def test_packing_a_corpus_far_larger_than_its_buffer_stays_in_bounded_memory(tmp
     assert growth_mib < 100, result
     (entry,) = (tmp_path / "packed").iterdir()
     assert (entry / "input_ids.npy").stat().st_size >= 4 * result["tokens"]
+
+
+def _rss_file_kib() -> int:
+    for line in open("/proc/self/status"):
+        if line.startswith("RssFile:"):
+            return int(line.split()[1])
+    raise AssertionError("no RssFile in /proc/self/status")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux madvise")
+def test_packing_scattered_short_units_keeps_the_mapped_file_mostly_unresident(
+    tmp_path, monkeypatch
+):
+    """Each shuffled unit is read at its own place; the kernel maps a window around each
+    read, so counting only the bytes read once let a whole tokenized file become resident."""
+    import threading
+
+    import pyarrow as pa
+    from datasets import Dataset, load_from_disk
+
+    from hf_megadocs.training.data import mapped_pages, packing
+    from hf_megadocs.training.data.packing import PackConfig, pack
+
+    units, length = 40_000, 500  # 20M tokens: a 100 MB Arrow file of 5 KB units
+    offsets = pa.array(np.arange(0, (units + 1) * length, length, dtype=np.int32))
+    doc_offsets = pa.array(np.arange(units + 1, dtype=np.int32))
+    table = pa.table({
+        "input_ids": pa.ListArray.from_arrays(
+            offsets, pa.array(np.arange(units * length, dtype=np.int32) % 50_000)),
+        "roles": pa.ListArray.from_arrays(offsets, pa.array(np.zeros(units * length, np.int8))),
+        "doc_starts": pa.ListArray.from_arrays(doc_offsets, pa.array(np.zeros(units, np.int32))),
+        "num_tokens": pa.array(np.full(units, length, dtype=np.int32)),
+    })  # fmt: skip
+    Dataset(table).save_to_disk(str(tmp_path / "units"))  # written: its pages are cached
+    data = load_from_disk(str(tmp_path / "units"))
+    monkeypatch.setattr(mapped_pages, "RELEASE_EVERY_BYTES", 8 << 20)
+    monkeypatch.setattr(packing, "CHUNK_UNITS", 16)
+    base, peak, done = _rss_file_kib(), [0], threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss_file_kib() - base)
+            time.sleep(0.001)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        packed = pack(data, PackConfig(seq_len=2048, attention="document"),
+                      cache_dir=tmp_path / "packed")  # fmt: skip
+    finally:
+        done.set()
+        watcher.join()
+    assert packed.stats.units == units
+    # 8 MiB budget + one chunk (16 units x 3 columns x two 64 KiB windows) + its bytes;
+    # without the windows counted this reached the whole 100 MB file.
+    assert peak[0] < 40 << 10, f"file-backed RSS grew {peak[0] >> 10} MiB while packing"
