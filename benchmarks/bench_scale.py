@@ -12,7 +12,12 @@ Arrow and packed files, reclaimable) parts of any process of the tree):
 2. cold open: open the store (its persisted index);
 3. build ``stitched_g32`` and ``simple_g32`` with ``load_dataset`` (store reads only);
 4. ``accelerate launch recipes/train.py --max_steps 2``: load both corpora, tokenize,
-   pack out of core, two optimizer steps of the ``tiny_cpu`` model.
+   pack out of core, two optimizer steps of the ``tiny_cpu`` model;
+5. side by side, the same tokenized ``stitched_g32`` units (the trainer's cache files)
+   packed again as the trainer does (``pack(cache_dir=...)``, out of core) and by the old
+   in-memory path (``pack()``), each in a fresh process. The in-memory packer is skipped
+   where it would need more than ``--in-memory-limit-gib`` (≈9.7 B/token, measured), and
+   the estimate is printed instead.
 
 Then per step the growth exponent between the two largest sizes (time ∝ N^b; b ≤ 1 is
 linear or better) and the extrapolation from the largest size to the paper's 164k source
@@ -29,6 +34,7 @@ import json
 import os
 import platform
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -66,6 +72,22 @@ start = time.perf_counter()
 corpus = datasets.load_dataset("hf_megadocs", sys.argv[1], split="train", **json.loads(sys.argv[2]))
 print(json.dumps({"seconds": time.perf_counter() - start, "rows": len(corpus)}))
 """
+
+PACK = r"""
+import json, sys, time
+from pathlib import Path
+import datasets
+from hf_megadocs.training.data.packing import PackConfig, pack
+files = sorted(str(f) for f in Path(sys.argv[1]).glob("cache-*.arrow")
+               if "input_ids" in datasets.Dataset.from_file(str(f)).column_names)
+units = datasets.concatenate_datasets([datasets.Dataset.from_file(f) for f in files])
+start = time.perf_counter()
+packed = pack(units, PackConfig(seq_len=256), cache_dir=None if sys.argv[2] == "-" else sys.argv[2])
+print(json.dumps({"seconds": time.perf_counter() - start, "tokens": packed.stats.tokens}))
+"""
+IN_MEMORY_BYTES_PER_TOKEN = 9.7
+"""Peak bytes per token of the in-memory packer (issue 12's measurement)."""
+PACKERS = ("pack out of core (trainer)", "pack in memory (old path)")
 
 
 def _tree(pid: int) -> list[int]:
@@ -170,6 +192,12 @@ def _one_size(docs: int, root: Path, args: argparse.Namespace) -> dict[str, dict
     train += ["--eval.max_docs", "16", "--eval.long_context_docs", "2"]
     steps["tokenize + pack + 2 steps"] = _measured(train, env, root / "train.log")
     steps["tokenize + pack + 2 steps"].update(_phases(root / "train.log"))
+    tokens, corpus = _trainer_packing(root / "train.log", "stitched_g32")
+    for name, target in zip(PACKERS, (str(root / "packed_again"), "-"), strict=True):
+        if target == "-" and tokens * IN_MEMORY_BYTES_PER_TOKEN > args.in_memory_limit_gib * 2**30:
+            steps[name] = {"skipped_gib": tokens * IN_MEMORY_BYTES_PER_TOKEN / 2**30}
+            continue
+        steps[name] = _measured([py, "-c", PACK, str(corpus), target], env, root / "pack.log")
     return steps
 
 
@@ -177,6 +205,17 @@ def _growth(sizes: list[int], values: list[float]) -> float:
     """The exponent b of value ∝ size^b between the two largest sizes."""
     (n1, v1), (n2, v2) = sorted(zip(sizes, values, strict=True))[-2:]
     return float(np.log(max(v2, 1e-6) / max(v1, 1e-6)) / np.log(n2 / n1))
+
+
+def _trainer_packing(log: Path, corpus: str) -> tuple[int, Path]:
+    """Tokens the trainer packed from ``corpus``, and that corpus's cache folder (where its
+    tokenized units are), from the trainer's log."""
+    pattern = r"packed \d+ units \(\d+ docs, (\d+) tokens\).* in (\S+)/hf_megadocs_packed"
+    for line in log.read_text(errors="replace").splitlines():
+        found = re.search(pattern, line)
+        if found and f"/{corpus}-" in found.group(2):
+            return int(found.group(1)), Path(found.group(2))
+    raise SystemExit(f"the trainer's log {log} does not say where it packed {corpus}")
 
 
 def _phases(log: Path) -> dict[str, float]:
@@ -201,6 +240,7 @@ def main() -> None:
     parser.add_argument("--doc-words", type=int, default=800, help="≈1,300 SmolLM2 tokens")
     parser.add_argument("--max-new-tokens", type=int, default=700)
     parser.add_argument("--dir", default=None, help="work folder (default: a temp dir)")
+    parser.add_argument("--in-memory-limit-gib", type=float, default=12.0)
     args = parser.parse_args()
     work = Path(args.dir or tempfile.mkdtemp(prefix="bench_scale_"))
     results = {}
@@ -228,6 +268,15 @@ def _report(results: dict[int, dict[str, dict[str, float]]], args: argparse.Name
     print(f"| step | {header} | growth b (t ∝ N^b) | at {PAPER_DOCS:,} docs (extrapolated) |")
     print("|---|" + "---|" * len(sizes) + "---|---|")
     for step in steps:
+        if any("skipped_gib" in results[n][step] for n in sizes):
+            cells = " | ".join(
+                f"not run (needs ≈{results[n][step]['skipped_gib']:.1f} GiB)"
+                if "skipped_gib" in results[n][step]
+                else f"{results[n][step]['wall_s']:,.1f} s, {results[n][step]['peak_gib']:.2f} GiB"
+                for n in sizes
+            )
+            print(f"| {step} | {cells} | — | — |")
+            continue
         walls = [results[n][step]["wall_s"] for n in sizes]
         peaks = [results[n][step]["peak_gib"] for n in sizes]
         cells = " | ".join(f"{w:,.1f} s, {p:.2f} GiB" for w, p in zip(walls, peaks, strict=True))
@@ -244,6 +293,7 @@ def _report(results: dict[int, dict[str, dict[str, float]]], args: argparse.Name
         parts = ", ".join(
             f"{step} {results[n][step]['anon_gib']:.2f} / {results[n][step]['file_gib']:.2f}"
             for step in steps
+            if "anon_gib" in results[n][step]
         )
         print(f"- largest private / file-backed RSS (GiB) at {n:,} docs: {parts}")
     for n in sizes:
@@ -253,6 +303,12 @@ def _report(results: dict[int, dict[str, dict[str, float]]], args: argparse.Name
                 f"- training step at {n:,} docs: tokenization {train['tokenize_s']:,.1f} s, "
                 f"packing {train['pack_s']:,.1f} s (from the trainer's log)"
             )
+    for n in sizes:
+        timed = [(name, results[n][name]) for name in PACKERS if "seconds" in results[n][name]]
+        if timed:
+            parts = ", ".join(f"{name} {found['seconds']:.1f} s" for name, found in timed)
+            tokens = timed[0][1]["tokens"]
+            print(f"- packing the trainer's {tokens:,} stitched tokens at {n:,} docs: {parts}")
     for n, found in ((n, results[n]["cold open"]) for n in sizes):
         per_million = found["seconds"] / max(1, found["records"]) * 1e6
         print(
