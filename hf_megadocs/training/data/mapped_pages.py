@@ -11,12 +11,13 @@ hand-written helper. A release walks every mapping of the process, so callers pa
 once per :data:`RELEASE_EVERY_BYTES` read (:class:`PageBudget`): resident memory stays
 bounded by that much, and the cost by a syscall sweep per that many bytes.
 
-A read costs more resident memory than its bytes: on a read fault Linux also maps the
-pages around the faulting one that are already in the page cache ("fault-around", 64 KiB
-by default), so a scattered gather of 5 KB units can make a whole file resident after
-reading a tenth of it (measured: 10 MiB read at random from a 51 MiB Arrow file left all
-51 MiB resident; ``MADV_RANDOM`` does not prevent it). :meth:`PageBudget.read` therefore
-charges every separate place read with that window as well as its bytes.
+A read costs more resident memory than its bytes: a read fault maps the pages around the
+faulting one that are already in the page cache ("fault-around", 64 KiB by default), and
+where the page cache holds large folios the kernel maps the whole folio, up to a PMD
+(measured on Linux 6.18, ext4: 2 MiB mapped per 1-byte read, with or without
+``MADV_RANDOM``). So a scattered gather of 5 KB units made a whole file resident after
+reading a tenth of it. :meth:`PageBudget.read` therefore charges every separate place
+read with :data:`MAPPED_PER_FAULT` at each end as well as its bytes.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import sys
+from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
@@ -34,9 +36,20 @@ DATA_SUFFIXES = (".arrow", ".npy")
 RELEASE_EVERY_BYTES = 64 << 20
 """Bytes a pass reads from mapped files between two releases (bounds their residency)."""
 
-FAULT_AROUND_BYTES = 64 << 10
-"""What one read fault can map besides its own page (the kernel's default
-``fault_around_bytes``); a read that spans pages can fault at both ends."""
+
+def _mapped_per_fault() -> int:
+    """The most one read fault can map: a PMD where the kernel has large folios (their
+    size is in sysfs), else the default fault-around window."""
+    try:
+        pmd = int(Path("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size").read_text())
+    except (OSError, ValueError):
+        pmd = 0
+    return max(64 << 10, pmd)
+
+
+MAPPED_PER_FAULT = _mapped_per_fault()
+"""Bytes one read fault of a file mapping can make resident (2 MiB on x86-64 Linux with
+large folios); a read that spans pages can fault at both ends."""
 
 _libc: ctypes.CDLL | None = None
 
@@ -60,8 +73,10 @@ def release_mapped_pages(suffixes: tuple[str, ...] = DATA_SUFFIXES) -> int:
     except OSError:
         return 0
     for line in lines:
+        if not line.rstrip().endswith(suffixes):
+            continue
         parts = line.split(maxsplit=5)
-        if len(parts) < 6 or "w" in parts[1] or not parts[5].rstrip().endswith(suffixes):
+        if len(parts) < 6 or "w" in parts[1]:
             continue
         start, end = (int(x, 16) for x in parts[0].split("-"))
         if _libc.madvise(start, end - start, MADV_DONTNEED) == 0:
@@ -77,11 +92,16 @@ class PageBudget:
         self.every_bytes = RELEASE_EVERY_BYTES if every_bytes is None else every_bytes
         self.pending = 0
 
+    @property
+    def places_per_release(self) -> int:
+        """How many separate places a pass can read between two releases."""
+        return max(1, self.every_bytes // (2 * MAPPED_PER_FAULT))
+
     def read(self, nbytes: int, places: int = 1) -> None:
         """Count ``nbytes`` read from mapped files at ``places`` separate places (a
         sequential read is one place, a gather of rows one per row and column); release
         when the budget is spent."""
-        self.pending += nbytes + places * 2 * FAULT_AROUND_BYTES
+        self.pending += nbytes + places * 2 * MAPPED_PER_FAULT
         if self.pending >= self.every_bytes:
             self.pending = 0
             release_mapped_pages()
@@ -89,7 +109,7 @@ class PageBudget:
 
 __all__ = [
     "DATA_SUFFIXES",
-    "FAULT_AROUND_BYTES",
+    "MAPPED_PER_FAULT",
     "RELEASE_EVERY_BYTES",
     "PageBudget",
     "release_mapped_pages",

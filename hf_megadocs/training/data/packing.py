@@ -59,10 +59,6 @@ logger = logging.getLogger(__name__)
 ATTENTION_MODES: tuple[str, ...] = ("cross_document", "megadoc", "document")
 CHUNK_TOKENS = 1 << 20
 """Tokens the packer gathers per step (about 1M: ~30 MB of working memory at most)."""
-CHUNK_UNITS = 128
-"""Units the packer gathers per step at most: each unit is read at its own place in the
-mapped files, and every place can map a fault-around window besides its bytes (see
-``mapped_pages``), so a chunk of short units would otherwise make ~16x its bytes resident."""
 
 
 @dataclass(kw_only=True)
@@ -262,7 +258,11 @@ def _pack_into(
     unit_starts = np.cumsum(out_lens) - out_lens  # global offset of each shuffled unit
     carry, keep = 0, stats.packed_tokens
     pages = PageBudget()  # gathered chunks are copies: the mapped pages they read can go
-    for lo, hi in _chunk_bounds(out_lens):
+    # Each unit is read at its own place in every column, and each place can make a large
+    # folio resident (see mapped_pages): a chunk holds as many units as one budget allows.
+    columns_read = 3 if config.attention == "document" else 2
+    max_units = max(1, pages.places_per_release // columns_read)
+    for lo, hi in _chunk_bounds(out_lens, max_units):
         units = order[lo:hi]
         ids, roles = ids_col.gather(units), roles_col.gather(units)
         pages.read(ids.nbytes + roles.nbytes, places=2 * len(units))
@@ -314,14 +314,14 @@ def _pack_into(
     )
 
 
-def _chunk_bounds(unit_lengths: np.ndarray) -> list[tuple[int, int]]:
+def _chunk_bounds(unit_lengths: np.ndarray, max_units: int) -> list[tuple[int, int]]:
     """Consecutive ranges of (shuffled) units of about ``CHUNK_TOKENS`` tokens each, and of
-    at most ``CHUNK_UNITS`` units."""
+    at most ``max_units`` units."""
     budget = CHUNK_TOKENS
     cut = np.searchsorted(
         np.cumsum(unit_lengths), np.arange(budget, int(unit_lengths.sum()), budget)
     )
-    by_units = np.arange(0, len(unit_lengths), CHUNK_UNITS)
+    by_units = np.arange(0, len(unit_lengths), max_units)
     edges = np.unique(np.concatenate([[0], cut + 1, by_units, [len(unit_lengths)]]))
     edges = edges[edges <= len(unit_lengths)]
     return list(zip(edges[:-1].tolist(), edges[1:].tolist()))

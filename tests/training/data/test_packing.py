@@ -211,13 +211,19 @@ def test_small_chunks_and_files_pack_exactly_what_one_chunk_in_memory_packs(
 ):
     """The packer walks units in chunks; where the chunks end changes nothing: not the
     rows, not the attention blocks (positions carried across chunk ends), not the counts."""
+    import hf_megadocs.training.data.mapped_pages as mapped_pages
     import hf_megadocs.training.data.packing as packing
 
     cfg = PackConfig(seq_len=37, attention=attention, drop_last=drop_last, seed=5)
+    monkeypatch.setattr(mapped_pages, "RELEASE_EVERY_BYTES", 1 << 40)  # all units, one chunk
     whole = pack(units, cfg)
     monkeypatch.setattr(packing, "CHUNK_TOKENS", 41)  # ~1-2 units per chunk, mid-row ends
-    assert len(packing._chunk_bounds(np.asarray(units["num_tokens"]))) > 20
-    for packed in (pack(units, cfg), pack(units, cfg, cache_dir=tmp_path)):
+    assert len(packing._chunk_bounds(np.asarray(units["num_tokens"]), 1 << 30)) > 20
+    chunked = [pack(units, cfg), pack(units, cfg, cache_dir=tmp_path)]
+    monkeypatch.setattr(packing, "CHUNK_TOKENS", 1 << 20)
+    monkeypatch.setattr(mapped_pages, "RELEASE_EVERY_BYTES", 0)  # one unit per chunk
+    chunked.append(pack(units, cfg))
+    for packed in chunked:
         assert packed.stats == whole.stats
         for k, v in whole.batch(range(len(whole))).items():
             assert np.array_equal(packed.batch(range(len(packed)))[k], v), k
