@@ -94,11 +94,12 @@ class _ListColumn:
     """A list column of a pyarrow Table as zero-copy NumPy views, one per Arrow chunk, and
     a per-row index (a few integers per row): gathering rows copies only those rows."""
 
-    def __init__(self, table: Any, name: str) -> None:
+    def __init__(self, table: Any, name: str, pages: PageBudget) -> None:
         self.values: list[np.ndarray] = []
         lengths, starts, chunk_of = [], [], []
         for index, chunk in enumerate(table.column(name).chunks):
             offsets = chunk.offsets.to_numpy().astype(np.int64)
+            pages.read(offsets.nbytes)  # one place per Arrow record batch
             self.values.append(chunk.flatten().to_numpy(zero_copy_only=False))
             lengths.append(np.diff(offsets))
             starts.append(offsets[:-1] - offsets[0])
@@ -228,11 +229,12 @@ def _pack_into(
     """Pack into arrays (``directory`` None) or into ``.npy`` files in ``directory``."""
     _check_tokenized(tokenized)
     table = tokenized.with_format("arrow")[:]  # zero-copy views of the Arrow cache
-    ids_col, roles_col = _ListColumn(table, "input_ids"), _ListColumn(table, "roles")
+    pages = PageBudget()  # gathered chunks are copies: the mapped pages they read can go
+    ids_col, roles_col = _ListColumn(table, "input_ids", pages), _ListColumn(table, "roles", pages)
     lens = ids_col.lengths
     if not np.array_equal(lens, roles_col.lengths):
         raise ValueError("tokenized dataset has rows whose roles and input_ids lengths differ.")
-    docs_col = _ListColumn(table, "doc_starts")
+    docs_col = _ListColumn(table, "doc_starts", pages)
     n_docs = docs_col.lengths
     n_units = len(lens)
     order = np.random.default_rng([config.seed, epoch]).permutation(n_units)
@@ -257,7 +259,6 @@ def _pack_into(
     out_lens = lens[order]
     unit_starts = np.cumsum(out_lens) - out_lens  # global offset of each shuffled unit
     carry, keep = 0, stats.packed_tokens
-    pages = PageBudget()  # gathered chunks are copies: the mapped pages they read can go
     # Each unit is read at its own place in every column, and each place can make a large
     # folio resident (see mapped_pages): a chunk holds as many units as one budget allows.
     columns_read = 3 if config.attention == "document" else 2
