@@ -93,3 +93,25 @@ def test_real_fractions_are_nested_and_pick_the_same_documents_in_both_streams(t
 
     with pytest.raises(ValueError, match="needs a source_id column"):
         real_subset(Dataset.from_dict({"text": ["a"]}), 0.5, "real")
+
+
+def test_eval_documents_are_the_first_and_the_longest_without_listing_the_split():
+    import random
+
+    from datasets import Dataset
+
+    from hf_megadocs.training.config import EvalConfig
+    from hf_megadocs.training.data.streams import eval_documents
+    from hf_megadocs.training.evaluation import long_windows
+
+    rng = random.Random(0)
+    docs = [list(range(i, i + rng.choice([3, 5, 5, 9, 9, 12]))) for i in range(200)]  # ties
+    split = Dataset.from_dict({"input_ids": docs, "num_tokens": [len(d) for d in docs]})
+    cfg = EvalConfig(max_docs=16, long_context_docs=7)
+    iid, long = eval_documents(split, split, cfg)
+    assert iid == docs[:16]
+    assert long == sorted(docs, key=len, reverse=True)[:7]  # stable among equal lengths
+    assert long_windows(long, 8, 7) == long_windows(docs, 8, 7)
+    assert eval_documents(split, None, cfg) == (docs[:16], docs[:16])
+    everything = EvalConfig(max_docs=None, long_context_docs=500)
+    assert eval_documents(split, split, everything)[0] == docs
