@@ -20,6 +20,7 @@ SHARED = (
     "hf_megadocs.jsonl",
     "hf_megadocs.locks",
     "hf_megadocs.lifetime",
+    "hf_megadocs.mapped_pages",
 )
 MAX_LINES = 400
 

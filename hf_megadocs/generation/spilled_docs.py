@@ -24,6 +24,7 @@ from typing import Any, overload
 import pyarrow as pa
 
 from hf_megadocs.generation.embedded import cache_root
+from hf_megadocs.mapped_pages import PageBudget
 from hf_megadocs.records import SourceDoc
 
 BATCH_ROWS = 1024
@@ -61,12 +62,16 @@ def _running(pid: int) -> bool:
 
 
 class SpilledDocs(Sequence[SourceDoc]):
-    """Documents in an Arrow IPC file, mapped on first access (in each process)."""
+    """Documents in an Arrow IPC file, mapped on first access (in each process). The pages
+    a pass has read are handed back as it goes (:class:`~hf_megadocs.mapped_pages.PageBudget`),
+    so reading every document does not make the whole file resident."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._batches: list[pa.RecordBatch] | None = None
         self._length = -1
+        self._pages = PageBudget()
+        self._last_batch = -1
 
     @classmethod
     def write(cls, docs: Iterable[SourceDoc], path: str | Path) -> SpilledDocs:
@@ -103,7 +108,12 @@ class SpilledDocs(Sequence[SourceDoc]):
             raise IndexError(f"document {index} of {length}")
         batch = self._open()[index // BATCH_ROWS]  # every batch but the last is full
         row = index % BATCH_ROWS
-        return SourceDoc(source_id=batch.column(0)[row].as_py(), text=batch.column(1)[row].as_py())
+        doc = SourceDoc(source_id=batch.column(0)[row].as_py(), text=batch.column(1)[row].as_py())
+        # Reads in order stay within one batch's contiguous columns; a jump is a new place.
+        jumped = index // BATCH_ROWS != self._last_batch
+        self._last_batch = index // BATCH_ROWS
+        self._pages.read(len(doc.text) + len(doc.source_id), places=2 if jumped else 0)
+        return doc
 
     def __getstate__(self) -> dict[str, Any]:
         return {"path": self.path}  # a worker maps the file itself

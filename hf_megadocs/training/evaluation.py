@@ -13,9 +13,14 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 if TYPE_CHECKING:
     import torch
     from accelerate import Accelerator
+    from datasets import Dataset
+
+    from hf_megadocs.training.config import EvalConfig
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +50,21 @@ def long_windows(docs: list[list[int]], seq_len: int, max_docs: int) -> list[lis
     """The ``max_docs`` longest documents, each truncated to its first ``seq_len`` tokens."""
     ranked = sorted(docs, key=len, reverse=True)[:max_docs]
     return [ids[:seq_len] for ids in ranked if len(ids) >= 2]
+
+
+def eval_documents(
+    validation: Dataset, long_split: Dataset | None, eval_config: EvalConfig
+) -> tuple[list[list[int]], list[list[int]]]:
+    """Token ids of the i.i.d. evaluation documents (the first ``eval.max_docs`` of the
+    tokenized validation split) and of the long-context ones (the
+    ``eval.long_context_docs`` longest of ``long_split``, in that order; the i.i.d. ones
+    when None). Only these become Python lists: a validation split can be 5% of a corpus."""
+    n_val = len(validation) if eval_config.max_docs is None else eval_config.max_docs
+    iid = list(validation.select(range(min(n_val, len(validation))))["input_ids"])
+    if long_split is None:
+        return iid, iid
+    longest = np.argsort(-np.asarray(long_split["num_tokens"]), kind="stable")
+    return iid, list(long_split.select(longest[: eval_config.long_context_docs])["input_ids"])
 
 
 def bucket_labels(seq_len: int, width: int) -> list[str]:

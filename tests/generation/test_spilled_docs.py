@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import os
 import pickle
+import sys
 
 import pytest
 
@@ -71,3 +72,27 @@ def test_folders_of_dead_processes_are_removed_and_live_ones_kept(tmp_path):
     folder = spill_folder(owner, root=tmp_path)
     assert not (tmp_path / f"spill-{dead}-abc").exists()
     assert live.exists() and folder.exists()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux madvise")
+def test_a_pass_over_every_document_hands_the_mapped_pages_back(tmp_path, monkeypatch):
+    from hf_megadocs import mapped_pages
+
+    def rss_file_kib() -> int:
+        for line in open("/proc/self/status"):
+            if line.startswith("RssFile:"):
+                return int(line.split()[1])
+        raise AssertionError("no RssFile")
+
+    text = "word " * 20_000  # 100 kB per document, 120 MB in all
+    spilled = SpilledDocs.write(
+        (SourceDoc(f"d{i}", text) for i in range(1_200)), tmp_path / "d.arrow"
+    )
+    monkeypatch.setattr(mapped_pages, "RELEASE_EVERY_BYTES", 16 << 20)
+    spilled = SpilledDocs(spilled.path)  # its budget takes the patched size
+    base = rss_file_kib()
+    peak = 0
+    for i, doc in enumerate(spilled):
+        assert doc.source_id == f"d{i}" and len(doc.text) == len(text)
+        peak = max(peak, rss_file_kib() - base)
+    assert peak < 48 << 10, f"file-backed RSS grew {peak >> 10} MiB over a 120 MB file"

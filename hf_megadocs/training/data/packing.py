@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hf_megadocs.training.data.mapped_pages import PageBudget
+from hf_megadocs.mapped_pages import PageBudget
 from hf_megadocs.training.data.packed import (
     IGNORE_INDEX,
     AttentionMode,

@@ -16,17 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from hf_megadocs.training.data.mapped_pages import PageBudget
-from hf_megadocs.training.evaluation import EvalSet, iid_windows, long_windows
+from hf_megadocs.mapped_pages import PageBudget
+from hf_megadocs.training.evaluation import EvalSet, eval_documents, iid_windows, long_windows
 
 if TYPE_CHECKING:
     import torch
     from accelerate import Accelerator
     from datasets import Dataset, DatasetDict
 
-    from hf_megadocs.training.config import DataConfig, EvalConfig, TrainConfig
+    from hf_megadocs.training.config import DataConfig, TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -218,21 +216,6 @@ def build_train_data(config: TrainConfig, tokenizer: Any, accelerator: Accelerat
         eval_set=eval_set,
         lineage=_lineage(synthetic_train, real_tokens, syn_tokens),
     )
-
-
-def eval_documents(
-    validation: Dataset, long_split: Dataset | None, eval_config: EvalConfig
-) -> tuple[list[list[int]], list[list[int]]]:
-    """Token ids of the i.i.d. evaluation documents (the first ``eval.max_docs`` of the
-    tokenized validation split) and of the long-context ones (the
-    ``eval.long_context_docs`` longest of ``long_split``, in that order; the i.i.d. ones
-    when None). Only these become Python lists: a validation split can be 5% of a corpus."""
-    n_val = len(validation) if eval_config.max_docs is None else eval_config.max_docs
-    iid = list(validation.select(range(min(n_val, len(validation))))["input_ids"])
-    if long_split is None:
-        return iid, iid
-    longest = np.argsort(-np.asarray(long_split["num_tokens"]), kind="stable")
-    return iid, list(long_split.select(longest[: eval_config.long_context_docs])["input_ids"])
 
 
 def real_training_split(

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hf_megadocs.training.data.mapped_pages import PageBudget
+from hf_megadocs.mapped_pages import PageBudget
 
 if TYPE_CHECKING:
     from datasets import Dataset, IterableDataset

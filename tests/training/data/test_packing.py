@@ -211,7 +211,7 @@ def test_small_chunks_and_files_pack_exactly_what_one_chunk_in_memory_packs(
 ):
     """The packer walks units in chunks; where the chunks end changes nothing: not the
     rows, not the attention blocks (positions carried across chunk ends), not the counts."""
-    import hf_megadocs.training.data.mapped_pages as mapped_pages
+    import hf_megadocs.mapped_pages as mapped_pages
     import hf_megadocs.training.data.packing as packing
 
     cfg = PackConfig(seq_len=37, attention=attention, drop_last=drop_last, seed=5)

@@ -74,7 +74,7 @@ def test_packing_scattered_short_units_keeps_the_mapped_file_mostly_unresident(
     import pyarrow as pa
     from datasets import Dataset, load_from_disk
 
-    from hf_megadocs.training.data import mapped_pages
+    from hf_megadocs import mapped_pages
     from hf_megadocs.training.data.packing import PackConfig, pack
 
     units, length = 10_000, 4_000  # 40M tokens: a 200 MB Arrow file of 20 KB units

@@ -101,8 +101,7 @@ def test_eval_documents_are_the_first_and_the_longest_without_listing_the_split(
     from datasets import Dataset
 
     from hf_megadocs.training.config import EvalConfig
-    from hf_megadocs.training.data.streams import eval_documents
-    from hf_megadocs.training.evaluation import long_windows
+    from hf_megadocs.training.evaluation import eval_documents, long_windows
 
     rng = random.Random(0)
     docs = [list(range(i, i + rng.choice([3, 5, 5, 9, 9, 12]))) for i in range(200)]  # ties

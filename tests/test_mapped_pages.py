@@ -1,4 +1,4 @@
-"""Handing back mapped pages (training.data.mapped_pages): resident memory drops, data stays."""
+"""Handing back mapped pages (hf_megadocs.mapped_pages): resident memory drops, data stays."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from hf_megadocs.training.data.mapped_pages import release_mapped_pages
+from hf_megadocs.mapped_pages import release_mapped_pages
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux madvise")
 
@@ -42,7 +42,7 @@ def test_writable_mappings_are_left_alone(tmp_path):
 
 
 def test_a_page_budget_releases_once_its_bytes_are_read(tmp_path):
-    from hf_megadocs.training.data.mapped_pages import PageBudget
+    from hf_megadocs.mapped_pages import PageBudget
 
     path = tmp_path / "tokens.npy"
     np.save(path, np.ones(32 << 20 >> 2, dtype=np.int32))  # 32 MiB
