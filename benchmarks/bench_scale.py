@@ -184,6 +184,8 @@ def _one_size(docs: int, root: Path, args: argparse.Namespace) -> dict[str, dict
         steps[f"build {name}"] = _measured(
             [py, "-c", BUILD, name, json.dumps(load)], env, root / f"build_{name}.log"
         )
+    if args.skip_training:
+        return steps
     accelerate = str(Path(py).with_name("accelerate"))
     train = [accelerate, "launch", "--num_processes", "1", "recipes/train.py"]
     train += ["--config", "recipes/configs/tiny_cpu.yaml", "--data.synthetic_corpus"]
@@ -241,6 +243,9 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=700)
     parser.add_argument("--dir", default=None, help="work folder (default: a temp dir)")
     parser.add_argument("--in-memory-limit-gib", type=float, default=12.0)
+    parser.add_argument(
+        "--skip-training", action="store_true", help="steps 1-3 only (store and builds)"
+    )
     args = parser.parse_args()
     work = Path(args.dir or tempfile.mkdtemp(prefix="bench_scale_"))
     results = {}
@@ -249,7 +254,8 @@ def main() -> None:
             results[docs] = _one_size(docs, work / f"docs_{docs}", args)
             print(f"{docs} docs: {json.dumps(results[docs])}", file=sys.stderr, flush=True)
             for kept in ("fill.log", "train.log"):
-                shutil.copy(work / f"docs_{docs}" / kept, work / f"{docs}_{kept}")
+                if (work / f"docs_{docs}" / kept).exists():
+                    shutil.copy(work / f"docs_{docs}" / kept, work / f"{docs}_{kept}")
             shutil.rmtree(work / f"docs_{docs}")  # the next size needs the disk
     finally:
         if args.dir is None:
@@ -297,14 +303,16 @@ def _report(results: dict[int, dict[str, dict[str, float]]], args: argparse.Name
         )
         print(f"- largest private / file-backed RSS (GiB) at {n:,} docs: {parts}")
     for n in sizes:
-        train = results[n]["tokenize + pack + 2 steps"]
+        train = results[n].get("tokenize + pack + 2 steps", {})
         if "tokenize_s" in train:
             print(
                 f"- training step at {n:,} docs: tokenization {train['tokenize_s']:,.1f} s, "
                 f"packing {train['pack_s']:,.1f} s (from the trainer's log)"
             )
     for n in sizes:
-        timed = [(name, results[n][name]) for name in PACKERS if "seconds" in results[n][name]]
+        timed = [
+            (name, results[n][name]) for name in PACKERS if "seconds" in results[n].get(name, {})
+        ]
         if timed:
             parts = ", ".join(f"{name} {found['seconds']:.1f} s" for name, found in timed)
             tokens = timed[0][1]["tokens"]
