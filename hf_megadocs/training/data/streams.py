@@ -206,8 +206,10 @@ def build_train_data(config: TrainConfig, tokenizer: Any, accelerator: Accelerat
         if long_split is not None
         else "longest validation",
     )
-    real_tokens = int(sum(real_tok["num_tokens"]))
-    syn_tokens = int(sum(syn_tok["num_tokens"])) if syn_tok is not None else 0
+    # From the packers' counts: summing num_tokens would read every Arrow record batch of
+    # the tokenized corpora again, one scattered read (and a mapped folio) each.
+    real_tokens = real.stats.tokens
+    syn_tokens = synthetic.stats.tokens if synthetic is not None else 0
     return TrainData(
         real=real,
         synthetic=synthetic,
