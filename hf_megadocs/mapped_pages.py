@@ -1,16 +1,15 @@
 """Hand back the pages of memory-mapped data files that a pass has read (Linux).
 
-datasets reads its Arrow caches, the planner and builders their spilled source documents
-(Arrow), and the trainer its packed ``.npy`` rows, through read-only memory maps. Every
-page a pass touches stays in the process's resident set until the map is closed, so one
-pass over a corpus shows a resident size that grows with the corpus, although those pages
-are the kernel's page cache: shared, clean and reclaimable. ``madvise(MADV_DONTNEED)`` on
-a read-only file mapping drops this process's references and changes no data; the next
-access faults the page back in from the page cache (or the disk). Neither datasets,
-pyarrow nor NumPy exposes this, hence this small hand-written helper. A release walks
-every mapping of the process, so callers pay for it once per :data:`RELEASE_EVERY_BYTES`
-read (:class:`PageBudget`): resident memory stays bounded by that much, and the cost by a
-syscall sweep per that many bytes.
+datasets reads its Arrow caches, and the trainer its packed ``.npy`` rows, through
+read-only memory maps. Every page a pass touches stays in the process's resident set until
+the map is closed, so one pass over a corpus shows a resident size that grows with the
+corpus, although those pages are the kernel's page cache: shared, clean and reclaimable.
+``madvise(MADV_DONTNEED)`` on a read-only file mapping drops this process's references and
+changes no data; the next access faults the page back in from the page cache (or the
+disk). Neither datasets, pyarrow nor NumPy exposes this, hence this small hand-written
+helper. A release walks every mapping of the process, so callers pay for it once per
+:data:`RELEASE_EVERY_BYTES` read (:class:`PageBudget`): resident memory stays bounded by
+that much, and the cost by a syscall sweep per that many bytes.
 
 A read costs more resident memory than its bytes: a read fault maps the pages around the
 faulting one that are already in the page cache ("fault-around", 64 KiB by default), and

@@ -2,7 +2,7 @@
 
 :class:`DocPlans` keeps them on disk in a spill folder, so a paper-scale plan (164k
 documents, 5.2M keys) costs a constant amount of private memory in the builder and in each
-``num_proc`` worker: the texts are a memory-mapped Arrow file
+``num_proc`` worker: the texts are a flat file read by position
 (:class:`~hf_megadocs.generation.spilled_docs.SpilledDocs`), the keys one array of 16-byte
 digests and the latent split points one array of offsets, both memory-mapped ``.npy``
 files, with per-document start positions.

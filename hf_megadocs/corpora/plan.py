@@ -100,7 +100,7 @@ def _read_sources(
     import dataclasses
 
     stats = SourceStats()
-    train, validation = config.read_documents(stats, spill_to=folder / "train.arrow")
+    train, validation = config.read_documents(stats, spill_to=folder / "train.docs")
     counters["source_read"] = stats.read
     counters.update({f"source_dropped:{k}": v for k, v in stats.skipped.items()})
     if not train:

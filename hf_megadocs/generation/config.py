@@ -64,7 +64,7 @@ class GenerationSettings:
         dropped document is counted in ``stats``.
 
         ``keep`` filters the train documents (e.g. one shard's). With ``spill_to`` (a file
-        path) they are streamed to disk and returned memory-mapped
+        path) they are streamed to disk and read back by position
         (:class:`~hf_megadocs.generation.spilled_docs.SpilledDocs`): a large source then
         never sits in memory as Python strings.
         """

@@ -99,7 +99,7 @@ def generate(
     # this shard's documents spilled to a memory-mapped file: constant memory at any size
     spill = spill_folder(source_stats)
     mine, held_out = config.read_documents(
-        source_stats, spill_to=spill / "documents.arrow", keep=is_mine
+        source_stats, spill_to=spill / "documents.docs", keep=is_mine
     )
     info = backend if backend is not None else generator_info(config.backend)
 

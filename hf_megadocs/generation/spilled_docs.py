@@ -1,36 +1,34 @@
-"""Source documents on disk: a memory-mapped Arrow file read as a ``Sequence[SourceDoc]``.
+"""Source documents on disk: a flat file read by position as a ``Sequence[SourceDoc]``.
 
 A paper-scale source (164k documents of ~1,300 tokens) is about 1 GB of text. Held as
 Python strings it would sit in every process that plans, generates or assembles a corpus,
-and in every ``num_proc`` worker's pickled copy of the plan. Written once as an Arrow IPC
-file and memory-mapped, its pages are shared through the page cache, private memory stays
-constant, and the object pickles as its path.
+and in every ``num_proc`` worker's pickled copy of the plan. Written once to disk, each
+document is read with one ``pread`` when it is needed: private memory holds two offsets
+per document, the texts stay in the kernel's page cache (shared by every process, and not
+in any process's resident set, as the pages of a memory map would be: a builder that
+reads documents in shuffled order would otherwise make the whole file resident), and the
+object pickles as its path.
 
-Hand-written over ``datasets.Dataset``: a plan needs random access to single documents by
-position from several processes without a cache fingerprint; a plain IPC file does that.
+Hand-written over ``datasets.Dataset`` and Arrow: a plan needs random access to single
+documents by position from several processes, without a cache fingerprint and without
+mapping the file.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 import shutil
 import tempfile
 import weakref
+from array import array
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, overload
 
-import pyarrow as pa
+import numpy as np
 
 from hf_megadocs.generation.embedded import cache_root
-from hf_megadocs.mapped_pages import PageBudget
 from hf_megadocs.records import SourceDoc
-
-BATCH_ROWS = 1024
-"""Documents per Arrow record batch (the unit a reader maps and decodes)."""
-
-_SCHEMA = pa.schema([("source_id", pa.large_string()), ("text", pa.large_string())])
 
 
 def spill_folder(owner: object, root: str | Path | None = None) -> Path:
@@ -62,37 +60,40 @@ def _running(pid: int) -> bool:
 
 
 class SpilledDocs(Sequence[SourceDoc]):
-    """Documents in an Arrow IPC file, mapped on first access (in each process). The pages
-    a pass has read are handed back as it goes (:class:`~hf_megadocs.mapped_pages.PageBudget`),
-    so reading every document does not make the whole file resident."""
+    """Documents in a flat file (``path``: each document's id then its text, UTF-8) with
+    their boundaries in ``<path>.offsets.npy``; opened on first access, in each process."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._batches: list[pa.RecordBatch] | None = None
-        self._length = -1
-        self._pages = PageBudget()
-        self._last_batch = -1
+        self._bounds: np.ndarray | None = None
+        self._fd = -1
+
+    @property
+    def offsets_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".offsets.npy")
 
     @classmethod
     def write(cls, docs: Iterable[SourceDoc], path: str | Path) -> SpilledDocs:
-        """Write ``docs`` (consumed once, :data:`BATCH_ROWS` at a time) to ``path``."""
-        iterator = iter(docs)
-        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, _SCHEMA) as writer:
-            while chunk := list(itertools.islice(iterator, BATCH_ROWS)):
-                columns = [[d.source_id for d in chunk], [d.text for d in chunk]]
-                writer.write_batch(pa.record_batch(columns, schema=_SCHEMA))
-        return cls(path)
+        """Write ``docs`` (consumed once, one at a time) to ``path``."""
+        spilled = cls(path)
+        bounds = array("q", [0])  # id i is bounds[2i]:bounds[2i+1], its text up to bounds[2i+2]
+        with open(spilled.path, "wb") as data:
+            for doc in docs:
+                for part in (doc.source_id.encode(), doc.text.encode()):
+                    data.write(part)
+                    bounds.append(bounds[-1] + len(part))
+        np.save(spilled.offsets_path, np.frombuffer(bounds, dtype=np.int64))
+        return spilled
 
-    def _open(self) -> list[pa.RecordBatch]:
-        if self._batches is None:
-            reader = pa.ipc.open_file(pa.memory_map(str(self.path), "r"))
-            self._batches = [reader.get_batch(i) for i in range(reader.num_record_batches)]
-            self._length = sum(b.num_rows for b in self._batches)
-        return self._batches
+    def _open(self) -> np.ndarray:
+        if self._bounds is None:
+            self._bounds = np.load(self.offsets_path)
+            self._fd = os.open(self.path, os.O_RDONLY)
+            weakref.finalize(self, os.close, self._fd)
+        return self._bounds
 
     def __len__(self) -> int:
-        self._open()
-        return self._length
+        return (len(self._open()) - 1) // 2
 
     @overload
     def __getitem__(self, index: int) -> SourceDoc: ...
@@ -106,20 +107,19 @@ class SpilledDocs(Sequence[SourceDoc]):
             index += length
         if not 0 <= index < length:
             raise IndexError(f"document {index} of {length}")
-        batch = self._open()[index // BATCH_ROWS]  # every batch but the last is full
-        row = index % BATCH_ROWS
-        doc = SourceDoc(source_id=batch.column(0)[row].as_py(), text=batch.column(1)[row].as_py())
-        # Reads in order stay within one batch's contiguous columns; a jump is a new place.
-        jumped = index // BATCH_ROWS != self._last_batch
-        self._last_batch = index // BATCH_ROWS
-        self._pages.read(len(doc.text) + len(doc.source_id), places=2 if jumped else 0)
-        return doc
+        start, middle, end = (int(b) for b in self._bounds[2 * index : 2 * index + 3])
+        raw = os.pread(self._fd, end - start, start)
+        if len(raw) != end - start:
+            raise OSError(f"{self.path} is shorter than its offsets say; it was changed or cut")
+        return SourceDoc(
+            source_id=raw[: middle - start].decode(), text=raw[middle - start :].decode()
+        )
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"path": self.path}  # a worker maps the file itself
+        return {"path": self.path}  # a worker opens the file itself
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["path"])
 
 
-__all__ = ["BATCH_ROWS", "SpilledDocs", "spill_folder"]
+__all__ = ["SpilledDocs", "spill_folder"]
