@@ -51,6 +51,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def rss_file_kib() -> int:
+    """This process's file-backed resident memory (``RssFile``, KiB; Linux only)."""
+    for line in open("/proc/self/status"):
+        if line.startswith("RssFile:"):
+            return int(line.split()[1])
+    raise AssertionError("no RssFile in /proc/self/status")
+
+
 @pytest.fixture(scope="session")
 def vllm_server(tmp_path_factory):
     """A real `vllm serve` of the embedded generator on 127.0.0.1 (its /v1 URL), shared by

@@ -8,15 +8,9 @@ import numpy as np
 import pytest
 
 from hf_megadocs.mapped_pages import release_mapped_pages
+from tests.conftest import rss_file_kib
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux madvise")
-
-
-def _rss_file_kb() -> int:
-    for line in open("/proc/self/status"):
-        if line.startswith("RssFile:"):
-            return int(line.split()[1])
-    raise AssertionError("no RssFile in /proc/self/status")
 
 
 def test_a_read_mapping_gives_its_pages_back_and_reads_the_same_after(tmp_path):
@@ -24,12 +18,12 @@ def test_a_read_mapping_gives_its_pages_back_and_reads_the_same_after(tmp_path):
     values = np.arange(64 << 20 >> 2, dtype=np.int32)  # 64 MiB
     np.save(path, values)
     mapped = np.load(path, mmap_mode="r")
-    before = _rss_file_kb()
+    before = rss_file_kib()
     total = int(mapped.sum(dtype=np.int64))  # touches every page
-    touched = _rss_file_kb()
+    touched = rss_file_kib()
     assert touched - before > 48 << 10  # most of the 64 MiB became resident
     assert release_mapped_pages() >= 64 << 20
-    assert _rss_file_kb() - before < 8 << 10  # handed back
+    assert rss_file_kib() - before < 8 << 10  # handed back
     assert int(mapped.sum(dtype=np.int64)) == total  # and the data reads the same
 
 
@@ -47,10 +41,10 @@ def test_a_page_budget_releases_once_its_bytes_are_read(tmp_path):
     path = tmp_path / "tokens.npy"
     np.save(path, np.ones(32 << 20 >> 2, dtype=np.int32))  # 32 MiB
     mapped = np.load(path, mmap_mode="r")
-    before = _rss_file_kb()
+    before = rss_file_kib()
     budget = PageBudget(every_bytes=mapped.nbytes)
     mapped.sum()
     budget.read(mapped.nbytes // 2)
-    assert _rss_file_kb() - before > 24 << 10  # not yet: half the budget
+    assert rss_file_kib() - before > 24 << 10  # not yet: half the budget
     budget.read(mapped.nbytes // 2)
-    assert _rss_file_kb() - before < 8 << 10 and budget.pending == 0
+    assert rss_file_kib() - before < 8 << 10 and budget.pending == 0

@@ -12,6 +12,7 @@ import pytest
 
 from hf_megadocs.generation.spilled_docs import SpilledDocs, spill_folder
 from hf_megadocs.records import SourceDoc
+from tests.conftest import rss_file_kib
 
 
 def _docs(n: int) -> list[SourceDoc]:
@@ -77,12 +78,6 @@ def test_folders_of_dead_processes_are_removed_and_live_ones_kept(tmp_path):
 def test_reading_every_document_in_shuffled_order_keeps_the_file_out_of_rss(tmp_path):
     """Shuffled builders read one document here, one there: through a memory map each read
     would make a page-cache folio (up to 2 MiB) resident, so the whole file in the end."""
-
-    def rss_file_kib() -> int:
-        for line in open("/proc/self/status"):
-            if line.startswith("RssFile:"):
-                return int(line.split()[1])
-        raise AssertionError("no RssFile")
 
     text = "word " * 20_000  # 100 kB per document, 120 MB in all
     spilled = SpilledDocs.write((SourceDoc(f"d{i}", text) for i in range(1_200)), tmp_path / "d")

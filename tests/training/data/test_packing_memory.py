@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import rss_file_kib
+
 ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -55,13 +57,6 @@ def test_packing_a_corpus_far_larger_than_its_buffer_stays_in_bounded_memory(tmp
     assert (entry / "input_ids.npy").stat().st_size >= 4 * result["tokens"]
 
 
-def _rss_file_kib() -> int:
-    for line in open("/proc/self/status"):
-        if line.startswith("RssFile:"):
-            return int(line.split()[1])
-    raise AssertionError("no RssFile in /proc/self/status")
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux madvise")
 def test_packing_scattered_short_units_keeps_the_mapped_file_mostly_unresident(
     tmp_path, monkeypatch
@@ -90,11 +85,11 @@ def test_packing_scattered_short_units_keeps_the_mapped_file_mostly_unresident(
     Dataset(table).save_to_disk(str(tmp_path / "units"))  # written: its pages are cached
     data = load_from_disk(str(tmp_path / "units"))
     monkeypatch.setattr(mapped_pages, "RELEASE_EVERY_BYTES", 32 << 20)
-    base, peak, done = _rss_file_kib(), [0], threading.Event()
+    base, peak, done = rss_file_kib(), [0], threading.Event()
 
     def watch() -> None:
         while not done.is_set():
-            peak[0] = max(peak[0], _rss_file_kib() - base)
+            peak[0] = max(peak[0], rss_file_kib() - base)
             time.sleep(0.001)
 
     watcher = threading.Thread(target=watch)
