@@ -107,7 +107,7 @@ class SpilledDocs(Sequence[SourceDoc]):
             index += length
         if not 0 <= index < length:
             raise IndexError(f"document {index} of {length}")
-        start, middle, end = (int(b) for b in self._bounds[2 * index : 2 * index + 3])
+        start, middle, end = (int(b) for b in self._open()[2 * index : 2 * index + 3])
         raw = os.pread(self._fd, end - start, start)
         if len(raw) != end - start:
             raise OSError(f"{self.path} is shorter than its offsets say; it was changed or cut")
