@@ -7,11 +7,18 @@ Usage::
 A known law with the paper's real-only end point (L = 3.5544 at D = 203.9M tokens, α = 0.3,
 E = 3.0) generates real-only losses at k geometrically spaced D values from D_max/16 to
 D_max, with Gaussian noise σ (seed-to-seed loss noise). For a run at D_max whose true
-multiplier is 1.80× (the paper's stitched G=32 figure; its equivalent D lies beyond the
-fitted range, as it always does), we fit L(D) with ``fit_power_law`` and report the
+multiplier is 1.80× (the paper's stitched G=32 figure), placed at D_max so that its
+equivalent D lies *beyond* the fitted range, we fit L(D) with ``fit_power_law`` and report the
 multiplier's median and 90th-percentile relative error, how often the 68% interval from
 ``efficiency_interval`` contains the truth, refused/failed fits, and the time per fit.
 Prints a Markdown table.
+
+This is the extrapolating protocol the study no longer uses: the paper's reference protocol
+(and ``hf-megadocs study``) trains the method on the base size D0 and measures real-only up
+to 8·D0, so its multipliers are interpolations (:mod:`hf_megadocs.analysis.efficiency`,
+whose 95% interval's coverage is tested on simulated studies in
+``tests/analysis/test_efficiency.py``). The table shows what extrapolating from a fitted
+law costs.
 """
 
 from __future__ import annotations

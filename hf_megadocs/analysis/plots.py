@@ -301,3 +301,47 @@ def plot_loss_vs_g_with_seeds(
     ax.grid(True, alpha=0.3)
     _legend(ax, len(points) + 1)
     return _save(fig, path)
+
+
+def plot_measured_curve(
+    points: Sequence[tuple[float, float, float]],
+    placed: Sequence[tuple[str, float, float, float, float]],
+    path: str | Path,
+    *,
+    law: ScalingLawFit | None = None,
+) -> Path:
+    """The real-only curve as measured and each method placed on it.
+
+    ``points``: (D, mean loss, seed std) per size, joined by the interpolation the
+    multipliers use (straight in log D). ``placed``: (label, method loss, equivalent D or
+    nan, interval low D, interval high D) per method, drawn at its equivalent D with the
+    95% interval as a horizontal bar (an end outside the sizes runs to the axis edge).
+    ``law``: the A/D^α + E fit, dashed, as a smoother only.
+    """
+    import numpy as np
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.8, 4.6))
+    d = [p[0] for p in points]
+    ax.errorbar(d, [p[1] for p in points], yerr=[p[2] for p in points], color="black",
+                marker="o", capsize=3, zorder=3, label="real-only, measured (± seed std)")  # fmt: skip
+    if law is not None:
+        grid = np.geomspace(min(d), max(d), 100)
+        ax.plot(grid, law.predict(grid), color="gray", linestyle="--", linewidth=1,
+                label=f"A/D^α + E fit (α={law.alpha:.3f}, E={law.E:.2f})")  # fmt: skip
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (label, loss, eq, low, high) in enumerate(placed):
+        color = colors[i % len(colors)]
+        low = min(max(low, min(d)), max(d)) if math.isfinite(low) else min(d)
+        high = min(max(high, min(d)), max(d)) if math.isfinite(high) else max(d)
+        ax.hlines(loss, low, high, color=color, linewidth=2, alpha=0.5)
+        x = eq if math.isfinite(eq) else (min(d) if loss > points[0][1] else max(d))
+        marker = "D" if math.isfinite(eq) else ("<" if loss > points[0][1] else ">")
+        ax.scatter([x], [loss], color=color, marker=marker, zorder=4, label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("unique real training tokens D")
+    ax.set_ylabel("i.i.d. loss (nats/token)")
+    ax.set_title("methods placed on the measured real-only curve")
+    ax.grid(True, which="both", alpha=0.25)
+    _legend(ax, len(placed) + 2)
+    return _save(fig, path)

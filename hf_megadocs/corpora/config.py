@@ -128,7 +128,10 @@ class MegadocsConfig(datasets.BuilderConfig, GenerationSettings):
         """A digest of everything that changes this corpus's rows (the cache ``config_id``)."""
         payload = self.row_settings()
         if self.method == "real":
-            payload = {k: v for k, v in payload.items() if k.startswith(REAL_DEPENDS_ON)}
+            payload = {
+                k: v for k, v in payload.items()
+                if k.startswith(REAL_DEPENDS_ON) and k != "split.generate_fraction"
+            }  # fmt: skip
         else:
             from hf_megadocs.generation.prompts import get_prompt
 

@@ -100,7 +100,9 @@ def _read_sources(
     import dataclasses
 
     stats = SourceStats()
-    train, validation = config.read_documents(stats, spill_to=folder / "train.docs")
+    train, validation = config.read_documents(
+        stats, spill_to=folder / "train.docs", whole_train_split=config.method == "real"
+    )
     counters["source_read"] = stats.read
     counters.update({f"source_dropped:{k}": v for k, v in stats.skipped.items()})
     if not train:

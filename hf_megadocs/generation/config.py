@@ -25,7 +25,7 @@ from hf_megadocs.generation.requests import (
 )
 from hf_megadocs.generation.sources import SourceConfig, SourceStats, load_source
 from hf_megadocs.generation.spilled_docs import SpilledDocs
-from hf_megadocs.generation.splits import SplitConfig
+from hf_megadocs.generation.splits import SplitConfig, in_subset
 from hf_megadocs.records import SamplingConfig, SourceDoc
 from hf_megadocs.settings import process_setting
 
@@ -59,21 +59,27 @@ class GenerationSettings:
         *,
         spill_to: Path | None = None,
         keep: Callable[[SourceDoc], bool] | None = None,
+        whole_train_split: bool = False,
     ) -> tuple[Sequence[SourceDoc], list[SourceDoc]]:
         """(train, validation) documents of the source, split by ``source_id``; every
         dropped document is counted in ``stats``.
 
-        ``keep`` filters the train documents (e.g. one shard's). With ``spill_to`` (a file
+        The train documents are those of ``split.generate_fraction`` (counted in
+        ``stats.skipped["outside_generate_fraction"]``) unless ``whole_train_split`` (the
+        ``real`` corpus). ``keep`` filters them further (e.g. one shard's). With ``spill_to`` (a file
         path) they are streamed to disk and read back by position
         (:class:`~hf_megadocs.generation.spilled_docs.SpilledDocs`): a large source then
         never sits in memory as Python strings.
         """
         validation: list[SourceDoc] = []
+        fraction = 1.0 if whole_train_split else self.split.generate_fraction
 
         def train() -> Iterator[SourceDoc]:
             for doc in load_source(self.source, stats):
                 if self.split.of(doc.source_id) == "validation":
                     validation.append(doc)
+                elif fraction < 1 and not in_subset(doc.source_id, fraction):
+                    stats.skipped["outside_generate_fraction"] += 1
                 elif keep is None or keep(doc):
                     yield doc
 

@@ -28,12 +28,24 @@ class SplitConfig:
     seed: int = 0
     """Seed of the source-id hash that assigns documents to splits (kept apart from the
     sampling seed, so corpora sampled with different seeds share one validation set)."""
+    generate_fraction: float = 1.0
+    """Share of the training documents that synthetic corpora are generated from, in
+    (0, 1]: the documents the trainer keeps at ``data.real_fraction`` equal to it (the same
+    nested hash, :func:`in_subset`). A data-efficiency study generates for its base subset
+    D0 only, so its larger real-only sizes cost no generation. The ``real`` corpus ignores
+    it (it always holds every training document)."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.validation_fraction < 1.0:
             raise ValueError(
                 f"SplitConfig.validation_fraction must be in [0, 1), got "
                 f"{self.validation_fraction}; e.g. 0.05 holds out 5% (0 disables the split)."
+            )
+        if not 0.0 < self.generate_fraction <= 1.0:
+            raise ValueError(
+                f"SplitConfig.generate_fraction must be in (0, 1], got "
+                f"{self.generate_fraction}; e.g. 0.125 generates for one eighth of the training "
+                "documents (1 generates for all)."
             )
 
     def of(self, source_id: str) -> Split:
@@ -47,6 +59,18 @@ def split_unit(source_id: str, seed: int) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
+SUBSET_HASH_SEED = 1_000_003
+"""Seed of the ``source_id`` hash that picks nested subsets of the training documents
+(``data.real_fraction``, ``generate_fraction``), apart from the validation split's, so a
+subset is not correlated with the held-out documents."""
+
+
+def in_subset(source_id: str, fraction: float) -> bool:
+    """Whether the document ``source_id`` is in the nested subset of share ``fraction``:
+    a document kept at ``f`` is kept at every larger ``f``."""
+    return split_unit(source_id, SUBSET_HASH_SEED) < fraction
+
+
 def split_of(source_id: str, validation_fraction: float, seed: int) -> Split:
     """``"validation"`` when the document's hash unit is below ``validation_fraction``."""
     if not 0.0 <= validation_fraction < 1.0:
@@ -57,4 +81,4 @@ def split_of(source_id: str, validation_fraction: float, seed: int) -> Split:
     return "validation" if split_unit(source_id, seed) < validation_fraction else "train"
 
 
-__all__ = ["Split", "SplitConfig", "split_of", "split_unit"]
+__all__ = ["SUBSET_HASH_SEED", "Split", "SplitConfig", "in_subset", "split_of", "split_unit"]

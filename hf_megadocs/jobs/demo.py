@@ -5,11 +5,14 @@
    installed) on the embedded news corpus, with one engine; generations land in the shared
    store, so a rerun generates nothing.
 2. Trains one small BPE tokenizer on the real training split and, through
-   ``accelerate launch recipes/train.py``, real-only models at four nested real-data sizes
-   over an epoch grid (the data law), then one model per method mixed at share ``m``.
-3. Prints and writes ``<output_dir>/study/study.md``: the law, and per method the i.i.d.
-   and long-context loss, the data-efficiency multiplier with its interval, and the Δ
-   against the real-only run trained for as many steps; PNG figures beside it.
+   ``accelerate launch recipes/train.py``, real-only models at sizes D0, 2·D0, 4·D0 and
+   8·D0 (D0 = one sixteenth of the training documents) over an epoch grid at two seeds
+   (the measured curve), and each method on D0, its synthetic share
+   and epochs chosen at the first seed on selection documents, then run at both seeds.
+3. Prints and writes ``<output_dir>/study/study.md``: per method the multiplier
+   interpolated on the measured curve with its 95% bootstrap interval (or "beyond the
+   measured sizes"), the i.i.d. and long-context loss, the Δ against real-only on D0
+   trained for as many steps; PNG figures beside it.
 
 It is :mod:`hf_megadocs.jobs.study` with small defaults; the papers' effect sizes need
 their scale.
@@ -45,26 +48,34 @@ class DemoConfig:
     """G: generations per source document for every synthetic method."""
     methods: tuple[str, ...] = METHODS
     """Synthetic methods placed on the data law, e.g. '[simple,stitched]'."""
-    max_docs: int = 120
-    """Source documents read from the embedded corpus (train + validation), in documents."""
+    max_docs: int | None = None
+    """Source documents read from the embedded corpus (train + validation); None reads all
+    300 (generation is for the base subset only, so the whole corpus costs little)."""
     max_new_tokens: int = 160
     """Generation length cap per sample, in generator tokens."""
     validation_fraction: float = 0.2
     """Share of source documents held out (never generated from) for the i.i.d. loss."""
-    synthetic_share: float = 0.5
-    """m: share of synthetic sequences in every global batch of the synthetic runs."""
-    real_epochs: float = 8
-    """E: passes over the real training tokens of every synthetic run (their steps are
-    E/(1−m) real epochs' worth; the grid below holds that count for the fair Δ)."""
-    real_fractions: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
-    """Real-data sizes of the real-only runs, as shares of the real training documents."""
-    real_epoch_grid: tuple[float, ...] = (4, 8, 16, 32)
-    """Epoch counts tried by the real-only runs at each size (the best one enters the law)."""
+    base_fraction: float = 0.0625
+    """D0: the share of the real training documents every method trains on (and that
+    corpora are generated for); real-only runs measure the curve from D0 to 8·D0 (half the
+    training documents, so the demo's 8·D0 runs stay within its 20 minutes)."""
+    law_multiples: tuple[float, ...] = (1, 2, 4, 8)
+    """Real-only sizes as multiples of D0."""
+    synthetic_shares: tuple[float, ...] = (0.75, 0.9)
+    """m values each method searches at the first seed."""
+    mixed_epochs: tuple[float, ...] = (4, 8)
+    """E values each method searches at the first seed, with each m."""
+    real_epoch_grid: tuple[float, ...] = (8, 16)
+    """Epoch counts tried by the real-only runs at each size and seed."""
+    real_weight_decays: tuple[float, ...] = (0.4,)
+    """Weight decays tried by the real-only runs at each size and seed (the study's default
+    searches 0.4 and 1.6; one value keeps the demo within its 20 minutes)."""
     tokenizer_vocab: int | None = 2048
     """Tokens of the BPE tokenizer trained on the real training split for every run; None
     uses the training config's (the generator's 49k vocabulary)."""
-    seeds: tuple[int, ...] = (0,)
-    """Seeds of every run; more seeds give the table a seed spread."""
+    seeds: tuple[int, ...] = (0, 1)
+    """Seeds: the real-only grid runs at each, a method's search at the first and its
+    chosen point at each (two give the interval a seed spread; the study uses three)."""
     train_config: str = "recipes/configs/tiny_cpu.yaml"
     """Training config every run starts from (relative to the repository root)."""
     store_dir: str | None = None
@@ -89,14 +100,10 @@ class DemoConfig:
             raise ValueError(
                 f"DemoConfig.methods has unknown methods {unknown}; allowed: {list(METHODS)}."
             )
-        if not 0 < self.synthetic_share < 1:
+        if any(e <= 0 for e in (*self.real_epoch_grid, *self.mixed_epochs)):
             raise ValueError(
-                f"DemoConfig.synthetic_share must be in (0, 1), got {self.synthetic_share}."
-            )
-        if self.real_epochs <= 0 or any(e <= 0 for e in self.real_epoch_grid):
-            raise ValueError(
-                f"DemoConfig.real_epochs and real_epoch_grid must be > 0, got "
-                f"{self.real_epochs} and {list(self.real_epoch_grid)}."
+                f"DemoConfig.real_epoch_grid and mixed_epochs must be > 0, got "
+                f"{list(self.real_epoch_grid)} and {list(self.mixed_epochs)}."
             )
         if self.backend not in BACKEND_NAMES:
             raise ValueError(
@@ -107,12 +114,13 @@ class DemoConfig:
     def corpus_kwargs(self) -> dict[str, Any]:
         """Builder keyword arguments shared by every corpus (one source, one store)."""
         kwargs: dict[str, Any] = {
-            "max_docs": self.max_docs,
             "max_new_tokens": self.max_new_tokens,
             "validation_fraction": self.validation_fraction,
             "backend": self.backend,
             "enforce_eager": True,
         }
+        if self.max_docs is not None:
+            kwargs["max_docs"] = self.max_docs
         if self.store_dir is not None:
             kwargs["store_dir"] = self.store_dir
         kwargs.update(self.corpus_overrides)
@@ -133,12 +141,14 @@ class DemoConfig:
             train_config=str(repo_root() / self.train_config),
             preset=None,
             overrides=overrides,
-            real_fractions=list(self.real_fractions),
+            base_fraction=self.base_fraction,
+            law_multiples=list(self.law_multiples),
             real_epochs=list(self.real_epoch_grid),
+            real_weight_decays=list(self.real_weight_decays),
             methods=list(self.methods),
             generations=[self.num_generations],
-            synthetic_share={method: self.synthetic_share for method in self.methods},
-            mixed_epochs=self.real_epochs,
+            synthetic_shares=list(self.synthetic_shares),
+            mixed_epochs=list(self.mixed_epochs),
             seeds=list(self.seeds),
             tokenizer_vocab=self.tokenizer_vocab,
             num_processes=self.num_processes,
@@ -171,9 +181,9 @@ def main(argv: list[str] | None = None) -> int:
             argv,
             prog="hf-megadocs demo",
             description="The main job on the embedded defaults: build real, simple, stitched "
-            "and latent corpora with one generation engine, fit the data law from real-only "
-            "runs at four real-data sizes, place each method on it and print the "
-            "data-efficiency multipliers.",
+            "and latent corpora for a base subset D0 with one generation engine, measure "
+            "real-only loss from D0 to 8·D0, place each method (trained on D0) on that curve "
+            "and print its data-efficiency multiplier with a 95% interval.",
         )
     except (ConfigError, ValueError) as error:
         print(f"hf-megadocs demo: error: {error}", file=sys.stderr)

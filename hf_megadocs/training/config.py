@@ -219,8 +219,19 @@ class EvalConfig:
     """Width in tokens of the position buckets of ``long_context_loss_by_position``."""
     batch_size: int | None = None
     """Sequences per eval forward pass; None uses ``micro_batch_size``."""
+    selection_fraction: float = 0.0
+    """Share of the validation documents (by a hash of ``source_id``) held apart as a
+    selection set, in [0, 1): their loss (``selection_loss``) is for choosing settings, and
+    ``iid_loss`` is over the other documents, so a reported loss never picked its own
+    setting (a study uses 0.5). 0: no selection set."""
 
     def __post_init__(self) -> None:
+        _require(
+            0 <= self.selection_fraction < 1,
+            "eval.selection_fraction",
+            self.selection_fraction,
+            "a share in [0, 1), e.g. 0.5",
+        )
         if self.max_docs is not None:
             _require(self.max_docs >= 1, "eval.max_docs", self.max_docs, "an integer >= 1 or null")
         _require(

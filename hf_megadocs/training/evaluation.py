@@ -1,7 +1,8 @@
 """Evaluation: i.i.d. loss on real validation documents and long-context loss by position.
 
-Documents are never packed together here: each i.i.d. document is cut into windows of
-``seq_len`` tokens, and each long document is truncated to ``seq_len``, so every window
+Documents are never packed together here: each i.i.d. (and selection) document is cut
+into windows of ``seq_len`` tokens, and each long document is truncated to ``seq_len``
+(the model's whole training context), so every window
 starts at position 0 and the loss at position p is the loss of the document's token p.
 Windows are sharded across processes, per-rank loss sums are collected with
 ``gather_for_metrics`` and summed, so the result does not depend on the process count.
@@ -31,6 +32,9 @@ class EvalSet:
 
     iid: list[list[int]]
     """Windows of the real validation documents (each document cut into ``seq_len`` pieces)."""
+    selection: list[list[int]]
+    """Windows of the validation documents held apart for choosing settings
+    (``eval.selection_fraction``; empty when 0), disjoint from ``iid``'s."""
     long: list[list[int]]
     """Long documents truncated to ``seq_len``, for loss by token position."""
 
@@ -52,19 +56,58 @@ def long_windows(docs: list[list[int]], seq_len: int, max_docs: int) -> list[lis
     return [ids[:seq_len] for ids in ranked if len(ids) >= 2]
 
 
+SELECTION_HASH_SEED = 2_000_003
+"""Seed of the ``source_id`` hash that assigns validation documents to the selection set
+(apart from the split's and the subsets' hashes)."""
+
+
+def selection_rows(validation: Dataset, fraction: float) -> tuple[list[int], list[int]]:
+    """Row indices of ``validation`` in the selection set and in the reported set: a
+    document is a selection document when its ``source_id`` hashes below ``fraction``."""
+    from hf_megadocs.generation.splits import split_unit
+
+    if fraction == 0:
+        return [], list(range(len(validation)))
+    if "source_id" not in validation.column_names:
+        raise ValueError(
+            f"eval.selection_fraction={fraction} needs a source_id column in the validation "
+            "split to hold documents apart; use an hf_megadocs corpus, add the column, or set "
+            "eval.selection_fraction 0."
+        )
+    chosen = [split_unit(i, SELECTION_HASH_SEED) < fraction for i in validation["source_id"]]
+    selection = [row for row, keep in enumerate(chosen) if keep]
+    reported = [row for row, keep in enumerate(chosen) if not keep]
+    if not selection or not reported:
+        raise ValueError(
+            f"eval.selection_fraction={fraction} puts {len(selection)} of {len(chosen)} "
+            "validation documents in the selection set and leaves "
+            f"{len(reported)} to report; use more validation documents or another fraction."
+        )
+    return selection, reported
+
+
 def eval_documents(
-    validation: Dataset, long_split: Dataset | None, eval_config: EvalConfig
-) -> tuple[list[list[int]], list[list[int]]]:
+    validation: Dataset,
+    long_split: Dataset | None,
+    eval_config: EvalConfig,
+    rows: tuple[list[int], list[int]] | None = None,
+) -> tuple[list[list[int]], list[list[int]], list[list[int]]]:
     """Token ids of the i.i.d. evaluation documents (the first ``eval.max_docs`` of the
-    tokenized validation split) and of the long-context ones (the
+    tokenized validation split outside the selection set), of the selection documents (as
+    many, from the selection set) and of the long-context ones (the
     ``eval.long_context_docs`` longest of ``long_split``, in that order; the i.i.d. ones
-    when None). Only these become Python lists: a validation split can be 5% of a corpus."""
+    when None). ``rows`` are (selection, reported) row indices (:func:`selection_rows` of
+    the untokenized split); None reports every row. Only these become Python lists: a
+    validation split can be 5% of a corpus."""
+    selection_ids, reported_ids = rows or ([], list(range(len(validation))))
     n_val = len(validation) if eval_config.max_docs is None else eval_config.max_docs
-    iid = list(validation.select(range(min(n_val, len(validation))))["input_ids"])
+    iid = list(validation.select(reported_ids[:n_val])["input_ids"])
+    selection = list(validation.select(selection_ids[:n_val])["input_ids"])
     if long_split is None:
-        return iid, iid
+        return iid, selection, iid
     longest = np.argsort(-np.asarray(long_split["num_tokens"]), kind="stable")
-    return iid, list(long_split.select(longest[: eval_config.long_context_docs])["input_ids"])
+    long = list(long_split.select(longest[: eval_config.long_context_docs])["input_ids"])
+    return iid, selection, long
 
 
 def bucket_labels(seq_len: int, width: int) -> list[str]:
@@ -119,7 +162,7 @@ def evaluate(
     batch_size: int,
     position_bucket: int,
 ) -> dict[str, Any]:
-    """Mean i.i.d. loss, long-context loss and long-context loss per position bucket.
+    """Mean i.i.d. loss, selection loss, long-context loss and its value per position bucket.
 
     Runs on the unwrapped model (no DDP collectives per forward), in eval mode, then
     restores train mode. Keys are missing when their set is empty.
@@ -141,6 +184,14 @@ def evaluate(
             n_buckets=1,
             width=seq_len,
         )
+        selection_sum, selection_count = _loss_sums(
+            inner,
+            eval_set.selection[rank::world],
+            batch_size=batch_size,
+            device=accelerator.device,
+            n_buckets=1,
+            width=seq_len,
+        )
         long_sum, long_count = _loss_sums(
             inner,
             eval_set.long[rank::world],
@@ -150,13 +201,18 @@ def evaluate(
             width=position_bucket,
         )
     inner.train(was_training)
-    local = torch.cat([iid_sum, iid_count, long_sum, long_count]).unsqueeze(0)
+    local = torch.cat(
+        [iid_sum, iid_count, selection_sum, selection_count, long_sum, long_count]
+    ).unsqueeze(0)
     total = accelerator.gather_for_metrics(local).sum(0).cpu()
     iid_sum, iid_count = total[0].item(), total[1].item()
-    long_sum, long_count = total[2 : 2 + n_buckets], total[2 + n_buckets :]
+    selection_sum, selection_count = total[2].item(), total[3].item()
+    long_sum, long_count = total[4 : 4 + n_buckets], total[4 + n_buckets :]
     out: dict[str, Any] = {}
     if iid_count:
         out["iid_loss"] = iid_sum / iid_count
+    if selection_count:
+        out["selection_loss"] = selection_sum / selection_count
     if long_count.sum() > 0:
         out["long_context_loss"] = (long_sum.sum() / long_count.sum()).item()
         out["long_context_loss_by_position"] = {

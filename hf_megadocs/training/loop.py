@@ -382,6 +382,7 @@ def _finish(run: Run, last_eval: dict[str, Any]) -> dict[str, Any]:
     summary = {
         **run.run_info,
         "iid_loss": last_eval.get("iid_loss", math.nan),
+        "selection_loss": last_eval.get("selection_loss", math.nan),
         "long_context_loss": last_eval.get("long_context_loss", math.nan),
         **asdict(run.counters),
         "steps": run.counters.step,

@@ -27,6 +27,7 @@ def write_run(
     real_tokens: int = 1_000_000,
     synthetic_tokens: int = 0,
     iid_loss: float | None = None,
+    selection_loss: float | None = None,
     long_context_loss: float | None = 3.0,
     num_params: int = 1_000_000,
     tokenizer: str = "HuggingFaceTB/SmolLM2-135M-Instruct",
@@ -79,6 +80,7 @@ def write_run(
     if finished:
         summary = {
             "iid_loss": iid,
+            "selection_loss": iid if selection_loss is None else selection_loss,
             "long_context_loss": long_context_loss,
             "steps": steps,
             "tokens": 1024 * steps,

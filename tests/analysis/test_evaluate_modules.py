@@ -57,7 +57,7 @@ def test_megadocs_loss_matches_trainer_evaluation():
     trainer = training_eval.evaluate(
         Accelerator(cpu=True),
         model,
-        training_eval.EvalSet(iid=windows, long=windows),
+        training_eval.EvalSet(iid=windows, selection=windows[:1], long=windows),
         seq_len=48,
         batch_size=2,
         position_bucket=16,
@@ -75,6 +75,8 @@ def test_megadocs_loss_matches_trainer_evaluation():
     )
     assert out["loss"] == pytest.approx(trainer["iid_loss"], rel=1e-5)
     assert out["loss"] == pytest.approx(trainer["long_context_loss"], rel=1e-5)
+    first = evaluate.load(module_path("megadocs_loss")).compute(token_losses=per_doc[:1])
+    assert first["loss"] == pytest.approx(trainer["selection_loss"], rel=1e-5)
     for label, value in trainer["long_context_loss_by_position"].items():
         assert out["loss_by_position"][label] == pytest.approx(value, rel=1e-5)
 

@@ -16,27 +16,27 @@ def test_config_errors_name_the_field():
         DemoConfig(num_generations=0)
     with pytest.raises(ValueError, match="methods"):
         DemoConfig(methods=("stitched", "bogus"))
-    with pytest.raises(ValueError, match="synthetic_share"):
-        DemoConfig(synthetic_share=1.0)
+    with pytest.raises(ValueError, match="synthetic_shares"):
+        DemoConfig(synthetic_shares=(1.0,)).study()
     with pytest.raises(ValueError, match="real_epoch_grid"):
         DemoConfig(real_epoch_grid=(2, 0))
     assert main(["--num_generations", "0"]) == 2
 
 
-def test_the_demo_is_a_study_of_four_sizes_and_every_method(tmp_path):
-    config = DemoConfig(output_dir=str(tmp_path), max_docs=10)
+def test_the_demo_is_a_study_from_d0_to_8_d0_with_every_method_at_d0(tmp_path):
+    config = DemoConfig(output_dir=str(tmp_path))
     study = config.study()
     runs = plan_study(study)
     real = [r for r in runs if r.method == "real"]
-    assert sorted({r.real_fraction for r in real}) == [0.25, 0.5, 0.75, 1.0]
-    mixed = [r for r in runs if r.method != "real"]
-    assert [r.name for r in mixed] == ["simple_g2_s0", "stitched_g2_s0", "latent_g2_s0"]
-    assert all(r.synthetic_share == 0.5 and r.real_epochs == 8 for r in mixed)
-    # The compute-matched real-only run (E / (1 − m) = 16 epochs) is in the grid already.
-    assert len(real) == 4 * 4 and any(r.real_fraction == 1 and r.real_epochs == 16 for r in real)
+    assert sorted({r.real_fraction for r in real}) == [0.0625, 0.125, 0.25, 0.5]
+    assert len(real) == 4 * 2 * 2  # sizes × epochs × seeds
+    search = [r for r in runs if r.method != "real"]
+    assert {r.real_fraction for r in search} == {0.0625} and {r.seed for r in search} == {0}
+    assert len(search) == 3 * 2 * 2  # methods × m × E
     flags = dict(zip(study.overrides, study.overrides[1:]))
     assert json.loads(flags["--data.corpus_kwargs"]) == config.corpus_kwargs()
-    assert study.tokenizer_vocab == 2048
+    assert "max_docs" not in config.corpus_kwargs()  # the whole embedded corpus
+    assert study.tokenizer_vocab == 2048 and len(study.seeds) >= 2
 
 
 @pytest.mark.slow
@@ -46,8 +46,9 @@ def test_main_job_end_to_end_at_tiny_size(tmp_path, capsys, caplog):
     argv = [
         "--output_dir", str(out), "--store_dir", str(tmp_path / "store"),
         "--max_docs", "16", "--max_new_tokens", "24", "--max_steps", "2",
-        "--validation_fraction", "0.25", "--real_fractions", "[0.5, 0.75, 0.9, 1.0]",
-        "--real_epoch_grid", "[1]", "--tokenizer_vocab", "300",
+        "--validation_fraction", "0.25", "--base_fraction", "0.5", "--law_multiples", "[1, 2]",
+        "--real_epoch_grid", "[1]", "--real_weight_decays", "[0.4]", "--mixed_epochs", "[1]",
+        "--synthetic_shares", "[0.5]", "--tokenizer_vocab", "300",
     ]  # fmt: skip
     assert main(argv) == 0
     # One vLLM engine for every corpus of the job, sized from the job, never by a share.
@@ -60,15 +61,15 @@ def test_main_job_end_to_end_at_tiny_size(tmp_path, capsys, caplog):
     text = (study / "study.md").read_text()
     assert text in printed
     tokenizer = study / "tokenizer"
-    for name in ("simple_g2_s0", "stitched_g2_s0", "latent_g2_s0", "real_d0.5_e1_s0"):
+    for name in ("simple_g2_m0.5_e1_s1", "stitched_g2_m0.5_e1_s0", "latent_g2_m0.5_e1_s0",
+                 "real_x2_e1_wd0.4_s1"):
         summary = json.loads((study / name / "summary.json").read_text())
         assert summary["steps"] == 2 and summary["iid_loss"] > 0
         config = json.loads((study / name / "config.json").read_text())
         assert config["model"]["tokenizer"] == str(tokenizer)  # one tokenizer for every run
     for method in ("simple", "stitched", "latent"):
-        loss = json.loads((study / f"{method}_g2_s0" / "summary.json").read_text())["iid_loss"]
         row = next(line for line in text.splitlines() if line.startswith(f"| {method} | 2 |"))
-        assert f"{loss:.4f}" in row and "vs `real_d1_e16`" in row
+        assert "| 0.5, 1 | 2 |" in row and "vs `real_x1_e2_wd0.4`" in row
     assert f"Tokenizer: {tokenizer} (300 tokens)." in text
     corpora = {c["config"]: c for c in json.loads((study / "corpora.json").read_text())}
     # simple holds each document and its usable rephrases as separate rows; stitched one per doc.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import shlex
 from pathlib import Path
 
@@ -16,38 +18,80 @@ from hf_megadocs.jobs.study import (
     summarise,
     write_figures,
 )
+from hf_megadocs.jobs.study_plan import study_corpus_kwargs
 from tests.analysis.rundirs import law_loss, write_run
 
 
 def small(tmp_path: Path, **kwargs) -> StudyConfig:
     values = dict(
         output_dir=str(tmp_path / "study"),
-        real_fractions=[0.125, 0.25, 0.5, 1.0],
+        base_fraction=0.125,
+        law_multiples=[1, 2, 4, 8],
         real_epochs=[1.0, 2.0],
+        real_weight_decays=[0.4],
         methods=["simple", "stitched"],
         generations=[1, 2],
-        mixed_epochs=2.0,
+        synthetic_shares=[0.75, 0.9],
+        mixed_epochs=[2.0],
         seeds=[0, 1],
     )
     values.update(kwargs)
     return StudyConfig(**values)
 
 
-def test_the_plan_covers_the_law_the_budget_and_every_method(tmp_path):
-    runs = plan_study(small(tmp_path))
+def test_the_plan_puts_methods_at_d0_and_the_curve_from_d0_to_8_d0(tmp_path):
+    config = small(tmp_path)
+    runs = plan_study(config)
     names = [run.name for run in runs]
     assert len(names) == len(set(names))
-    real = [r for r in runs if r.method == "real" and r.budget_of is None]
-    assert len(real) == 4 * 2 * 2  # D × epochs × seeds
-    assert {r.real_fraction for r in real} == {0.125, 0.25, 0.5, 1.0}
-    budget = {(r.budget_of, r.real_epochs) for r in runs if r.budget_of is not None}
-    assert budget == {(0.75, 8.0), (0.9, 20.0)}  # E / (1 − m): the mixed runs' steps
-    mixed = [r for r in runs if r.method != "real"]
-    assert len(mixed) == 2 * 2 * 2 and {r.real_fraction for r in mixed} == {1.0}
-    flags = next(r for r in mixed if r.name == "stitched_g2_s1").flags()
+    law = [r for r in runs if r.kind == "law"]
+    assert len(law) == 4 * 2 * 2  # sizes × epochs × seeds
+    assert sorted({r.real_fraction for r in law}) == [0.125, 0.25, 0.5, 1.0]
+    # Before any search has finished: each method's (m, E) points at the first seed only.
+    search = [r for r in runs if r.method != "real"]
+    assert {r.kind for r in search} == {"search"} and {r.seed for r in search} == {0}
+    assert len(search) == 2 * 2 * 2 and {r.real_fraction for r in search} == {0.125}
+    flags = next(r for r in search if r.name == "stitched_g2_m0.9_e2_s0").flags()
     assert flags[flags.index("--data.synthetic_corpus") + 1] == "stitched_g2"
+    assert flags[flags.index("--data.real_fraction") + 1] == "0.125"
     assert flags[flags.index("--mix.synthetic_share") + 1] == "0.9"
-    assert flags[flags.index("--seed") + 1] == "1"
+    # Once stitched G=2's search has finished, its chosen point runs at the other seed and
+    # real-only on D0 runs for as many steps (E / (1 − m) epochs), at every seed.
+    selection = {"stitched_g2_m0.75_e2_s0": 5.0, "stitched_g2_m0.9_e2_s0": 4.9}
+    runs = plan_study(config, selection)
+    assert [r.name for r in runs if r.kind == "seed"] == ["stitched_g2_m0.9_e2_s1"]
+    matched = [r for r in runs if r.kind == "matched"]
+    assert [r.name for r in matched] == ["real_x1_e20_wd0.4_s0", "real_x1_e20_wd0.4_s1"]
+    assert all(r.real_fraction == 0.125 for r in matched)
+
+
+def test_corpora_are_generated_for_the_d0_documents_only(tmp_path):
+    """Every run's corpus options carry generate_fraction = base_fraction, and a corpus
+    built with them sends no request for any other document to the backend."""
+    from hf_megadocs.corpora.load import load_corpus
+    from hf_megadocs.generation.splits import in_subset
+    from hf_megadocs.jobs.study_plan import run_flags
+    from hf_megadocs.training.presets import load_config
+
+    config = small(tmp_path, overrides=["--data.corpus_kwargs", "{max_docs: 60}"])
+    run = plan_study(config)[0]
+    train = load_config(overrides=run_flags(config, run, tmp_path / run.name))
+    kwargs = train.data.corpus_kwargs
+    assert kwargs == {"max_docs": 60, "generate_fraction": 0.125}
+    assert train.eval.selection_fraction == 0.5
+    kwargs = {**kwargs, "backend": "dummy", "max_new_tokens": 8,
+              "store_dir": str(tmp_path / "store"), "cache_dir": str(tmp_path / "cache")}  # fmt: skip
+    stitched = load_corpus("stitched_g2", **kwargs)["train"]
+    real = load_corpus("real", **kwargs)["train"]
+    assert 0 < len(stitched) < len(real) / 3
+    assert all(in_subset(i, 0.125) for i in stitched["source_id"])
+    assert {i for i in real["source_id"] if in_subset(i, 0.125)} == set(stitched["source_id"])
+    store = "".join(p.read_text() for p in (tmp_path / "store").rglob("*.jsonl"))
+    outside = [i for i in real["source_id"] if not in_subset(i, 0.125)]
+    assert store and not any(i in store for i in outside)  # no request for them was paid
+    with pytest.raises(ValueError, match="generate_fraction"):
+        study_corpus_kwargs(small(tmp_path, overrides=[
+            "--data.corpus_kwargs", "{generate_fraction: 0.5}"]))  # fmt: skip
 
 
 @pytest.fixture
@@ -61,9 +105,10 @@ def built(monkeypatch) -> list[list[str]]:
 def test_finished_runs_are_skipped_and_emitted_commands_are_the_runs_it_launches(
     tmp_path, monkeypatch, built
 ):
-    config = small(tmp_path, method_overrides={"stitched": ["--optim.lr", "1e-3"]})
+    config = small(tmp_path, method_overrides={"stitched": ["--optim.lr", "1e-3"],
+                                               "stitched_g2": ["--optim.lr", "2e-3"]})  # fmt: skip
     out = Path(config.output_dir)
-    write_run(out, "real_d0.25_e1_s0")  # finished: has summary.json
+    write_run(out, "real_x2_e1_wd0.4_s0")  # finished: has summary.json
     launched: list[list[str]] = []
     import hf_megadocs.training.launch as launch
 
@@ -73,10 +118,11 @@ def test_finished_runs_are_skipped_and_emitted_commands_are_the_runs_it_launches
     assert len(launched) == len(planned) - 1
     # Every corpus is built once, before any run (one engine for all of them).
     assert built == [["real", "simple_g1", "simple_g2", "stitched_g1", "stitched_g2"]]
-    assert not any("real_d0.25_e1_s0" in " ".join(c) for c in launched)
-    # A method's own flags come after the study's and before the run's identity.
-    stitched = next(c for c in launched if "stitched_g2_s0" in " ".join(c))
-    assert stitched[stitched.index("--optim.lr") + 1] == "1e-3"
+    assert not any("real_x2_e1_wd0.4_s0" in " ".join(c) for c in launched)
+    # A method's own flags come after the study's, then its G's, then the run's identity.
+    stitched = next(c for c in launched if "stitched_g2_m0.9_e2_s0" in " ".join(c))
+    lrs = [stitched[i + 1] for i, a in enumerate(stitched) if a == "--optim.lr"]
+    assert lrs == ["1e-3", "2e-3"]
     assert not any("--optim.lr" in c for c in launched if "simple_g" in " ".join(c))
     emit = tmp_path / "commands.sh"
     run_study(StudyConfig(**{**config.__dict__, "emit": str(emit)}))
@@ -93,6 +139,27 @@ def test_finished_runs_are_skipped_and_emitted_commands_are_the_runs_it_launches
     assert launched == [] and len(built) == 2  # built (a no-op on a full store), no run
 
 
+def test_a_method_seeds_its_chosen_point_once_its_search_finishes(tmp_path, monkeypatch, built):
+    """run_study re-plans after the search: the chosen point (lowest selection loss) runs
+    at the other seeds, with the compute-matched real-only runs, in the same call."""
+    import hf_megadocs.training.launch as launch
+
+    config = small(tmp_path, methods=["stitched"], generations=[2])
+    out = Path(config.output_dir)
+
+    def train(command: list[str]) -> int:
+        run_dir = Path(command[command.index("--output_dir") + 1])
+        share = float(command[command.index("--mix.synthetic_share") + 1])
+        write_run(out, run_dir.name, selection_loss=5.0 - share)  # m = 0.9 wins
+        return 0
+
+    monkeypatch.setattr(launch, "run_training", train)
+    assert run_study(config) == []
+    assert (out / "stitched_g2_m0.9_e2_s1" / "summary.json").is_file()
+    assert not (out / "stitched_g2_m0.75_e2_s1").exists()
+    assert (out / "real_x1_e20_wd0.4_s1" / "summary.json").is_file()  # 2 / (1 − 0.9) epochs
+
+
 def test_a_failed_run_is_reported_and_the_others_still_run(tmp_path, monkeypatch, built):
     import hf_megadocs.training.launch as launch
 
@@ -106,53 +173,77 @@ def test_a_failed_run_is_reported_and_the_others_still_run(tmp_path, monkeypatch
     assert len(failed) == 1 and len(calls) == len(plan_study(small(tmp_path)))
 
 
-def test_the_summary_places_each_method_on_the_law_with_the_seed_spread(tmp_path):
-    config = small(tmp_path)
+def _simulated_study(config: StudyConfig, truth: dict[str, float], base: int = 125_000) -> None:
+    """Finished run folders on the power law: real-only at each size (e2 the best), each
+    method as good as ``truth[method]`` × D0 of real data, with seed noise."""
     out = Path(config.output_dir)
-    full = 1_000_000
-    for run in plan_study(config):
-        tokens = int(full * run.real_fraction)
-        if run.method == "real":
-            # The best epoch count reaches the law; the other one is worse.
-            loss = law_loss(tokens) + (0.0 if run.real_epochs == 2.0 else 0.05) + 0.001 * run.seed
-        else:  # as good as 2× (simple) or 3× (stitched) the real data, ± seed noise
-            factor = 2 if run.method == "simple" else 3
-            loss = law_loss(factor * full) + (0.004 if run.seed else -0.004)
-        write_run(out, run.name, method=run.method, num_generations=run.num_generations,
-                  real_tokens=tokens, iid_loss=loss)  # fmt: skip
-    study_result = summarise(config)
-    fit, results, missing = study_result.fit, study_result.results, study_result.missing
-    assert missing == [] and len(results) == 4
-    assert fit.n_points == 4
-    by_method = {(r.method, r.num_generations): r for r in results}
+    selection: dict[str, float] = {}
+    for _ in range(2):  # the search first, then the seeds it chose
+        for run in plan_study(config, selection):
+            if (out / run.name).exists():
+                continue
+            noise = (0.004, -0.004, 0.001)[run.seed]
+            if run.method == "real":
+                tokens = int(base * run.multiple)
+                loss = law_loss(tokens) + (0.0 if run.real_epochs == 2.0 else 0.05) + noise
+            else:
+                tokens = base
+                worse = 0.0 if run.synthetic_share == 0.75 else 0.03
+                loss = law_loss(truth[run.method] * base) + worse + noise
+            write_run(out, run.name, method=run.method, num_generations=run.num_generations,
+                      real_tokens=tokens, iid_loss=loss, selection_loss=loss + 0.001)  # fmt: skip
+            selection[run.name] = loss + 0.001
+
+
+def test_the_summary_interpolates_each_method_with_a_95_interval(tmp_path):
+    config = small(tmp_path, seeds=[0, 1, 2])
+    _simulated_study(config, {"simple": 2.0, "stitched": 3.0})
+    result = summarise(config)
+    assert result.missing == [] and len(result.results) == 4
+    assert result.multiples == [1, 2, 4, 8] and [p.setting for p in result.points] == ["e2_wd0.4"] * 4
+    by_method = {(r.method, r.num_generations): r for r in result.results}
     simple, stitched = by_method[("simple", 2)], by_method[("stitched", 2)]
-    assert simple.multiplier == pytest.approx(2, rel=0.1)
-    assert stitched.multiplier == pytest.approx(3, rel=0.1)
-    assert simple.loss_std == pytest.approx(0.004 * 2**0.5)
-    lo, hi = stitched.interval
-    assert lo < stitched.multiplier < hi
-    assert simple.baseline == "real_d1_e8" and stitched.baseline == "real_d1_e20"
-    figures = write_figures(config, study_result)
+    assert simple.point == (0.75, 2.0)  # m = 0.9 was worse on the selection documents
+    assert simple.estimate.multiplier == pytest.approx(2, rel=0.1)
+    assert stitched.estimate.multiplier == pytest.approx(3, rel=0.1)
+    assert stitched.estimate.low < stitched.estimate.multiplier < stitched.estimate.high
+    assert stitched.estimate.level == 0.95 and stitched.estimate.seeds == 3
+    assert simple.matched == "real_x1_e8_wd0.4"
+    figures = write_figures(config, result)
     assert [path.name for _, path in figures] == [
         "data_law.png", "loss_vs_g.png", "long_context_by_position.png",
     ]  # fmt: skip
     assert all(path.stat().st_size > 10_000 for _, path in figures)  # real drawings
-    text = render_study(study_result, figures)
-    assert "| stitched | 2 | 2 |" in text and "vs `real_d1_e20`" in text
-    assert [p.real_fraction for p in study_result.points] == [0.125, 0.25, 0.5, 1.0]
-    assert all(p.best_epochs == [2.0, 2.0] for p in study_result.points)
-    assert "| 0.125 | 125,000 | 2, 2 |" in text
-    assert "![i.i.d. loss vs G (mean ± std over seeds)](figures/loss_vs_g.png)" in text
+    text = render_study(result, figures)
+    assert "| stitched | 2 | 0.75, 2 | 3 |" in text and "vs `real_x1_e8_wd0.4`" in text
+    assert "| 1·D0 | 125,000 | e2_wd0.4 (e2_wd0.4, e2_wd0.4, e2_wd0.4) |" in text
+    assert "95% bootstrap" in text and "Generator randomness is not in" in text
+    assert "real-only on D0 |" in text  # the long-context table has its baseline row
+    assert text.startswith("# Data-efficiency study\n\n**Trained on D0 = 125,000 real tokens")
+
+
+def test_a_one_seed_study_says_it_has_no_seed_spread(tmp_path):
+    config = small(tmp_path, seeds=[0])
+    _simulated_study(config, {"simple": 2.0, "stitched": 20.0})
+    text = render_study(summarise(config))
+    row = next(line for line in text.splitlines() if line.startswith("| simple | 2 |"))
+    assert "2.0" in row and "[no seed spread: 1 seed]" in row
+    row = next(line for line in text.splitlines() if line.startswith("| stitched | 2 |"))
+    assert "> 8× (beyond the measured sizes)" in row
 
 
 def test_bad_studies_are_refused_with_the_field():
-    with pytest.raises(ValueError, match="real_fractions"):
-        StudyConfig(real_fractions=[0.0, 1.0])
-    with pytest.raises(ValueError, match="synthetic_share"):
-        StudyConfig(synthetic_share={"simple": 1.0})
+    with pytest.raises(ValueError, match="law_multiples"):
+        StudyConfig(base_fraction=0.25, law_multiples=[1, 8])
+    with pytest.raises(ValueError, match="law_multiples must include 1"):
+        StudyConfig(law_multiples=[2, 4])
+    with pytest.raises(ValueError, match="synthetic_shares"):
+        StudyConfig(synthetic_shares=[1.0])
+    with pytest.raises(ValueError, match="selection_fraction"):
+        StudyConfig(selection_fraction=0)
     with pytest.raises(ValueError, match="method_overrides names methods .*'latent'"):
         StudyConfig(methods=["simple"], method_overrides={"latent": ["--optim.lr", "1e-3"]})
-    assert study.main(["--real_fractions", "[2]"]) == 2
+    assert study.main(["--base_fraction", "2"]) == 2
 
 
 @pytest.mark.slow
@@ -160,8 +251,9 @@ def test_a_tiny_study_runs_end_to_end_through_the_launcher(tmp_path):
     # Real runs: accelerate launch recipes/train.py on nested subsets of a dummy-generated
     # corpus; then the same command again only summarises (every run is finished).
     tiny = [
-        "--data.corpus_kwargs", "{backend: dummy, max_docs: 60, max_new_tokens: 24, "
-        f"store_dir: {tmp_path / 'store'}, cache_dir: {tmp_path / 'cache'}}}",
+        "--data.corpus_kwargs", "{backend: dummy, max_docs: 120, max_new_tokens: 24, "
+        f"validation_fraction: 0.25, store_dir: {tmp_path / 'store'}, "
+        f"cache_dir: {tmp_path / 'cache'}}}",
         "--data.seq_len", "64", "--model.hidden_size", "32", "--model.intermediate_size", "64",
         "--model.num_attention_heads", "2", "--model.num_hidden_layers", "1",
         "--mix.global_batch_size", "4", "--micro_batch_size", "4", "--eval.max_docs", "8",
@@ -170,18 +262,23 @@ def test_a_tiny_study_runs_end_to_end_through_the_launcher(tmp_path):
     ]  # fmt: skip
     argv = [
         "--output_dir", str(tmp_path / "study"), "--overrides", str(tiny).replace("'", '"'),
-        "--real_fractions", "[0.25, 0.5, 0.75, 1.0]", "--real_epochs", "[1]",
-        "--methods", "[stitched]", "--generations", "[1]", "--mixed_epochs", "1",
-        "--synthetic_share", "{stitched: 0.5}",
+        "--base_fraction", "0.25", "--law_multiples", "[1, 2, 4]", "--real_epochs", "[1]",
+        "--real_weight_decays", "[0.4]", "--methods", "[stitched]", "--generations", "[1]",
+        "--mixed_epochs", "[1]", "--synthetic_shares", "[0.5]", "--seeds", "[0, 1]",
     ]  # fmt: skip
     assert study.main(argv) == 0
-    text = (tmp_path / "study" / "study.md").read_text()
-    assert "| stitched | 1 | 1 |" in text and "vs `real_d1_e2`" in text
-    assert (tmp_path / "study" / "figures" / "loss_vs_g.png").is_file()
-    summary = (tmp_path / "study" / "real_d0.25_e1_s0" / "config.json").read_text()
-    assert '"real_fraction": 0.25' in summary
+    out = tmp_path / "study"
+    text = (out / "study.md").read_text()
+    assert "| stitched | 1 | 0.5, 1 | 2 |" in text and "vs `real_x1_e2_wd0.4`" in text
+    assert (out / "figures" / "loss_vs_g.png").is_file()
+    config = json.loads((out / "real_x2_e1_wd0.4_s0" / "config.json").read_text())
+    assert config["data"]["real_fraction"] == 0.5
+    summary = json.loads((out / "stitched_g1_m0.5_e1_s1" / "summary.json").read_text())
+    assert summary["real_tokens"] == json.loads(
+        (out / "real_x1_e1_wd0.4_s1" / "summary.json").read_text())["real_tokens"]  # D0 both
+    assert math.isfinite(summary["selection_loss"]) and summary["selection_loss"] != summary["iid_loss"]
     assert study.main(argv) == 0  # all finished: nothing launched, same answer
-    assert (tmp_path / "study" / "study.md").read_text() == text
+    assert (out / "study.md").read_text() == text
 
 
 @pytest.mark.parametrize("name", ["study_cpu", "study_gpu"])
@@ -195,13 +292,16 @@ def test_the_shipped_study_configs_parse_plan_and_give_valid_runs(name, tmp_path
         StudyConfig, ["--config", str(root / f"recipes/configs/{name}.yaml")], prog="study"
     )
     runs = plan_study(config)
-    # law grid + the m = 0.9 budget run (m = 0.75's 16 epochs is a grid run) + methods
-    assert len(runs) == 4 * 4 * len(config.seeds) + len(config.seeds) + 3 * len(
-        config.generations
-    ) * len(config.seeds)
+    law = len(config.law_multiples) * len(config.real_epochs) * len(config.real_weight_decays)
+    search = len(config.methods) * len(config.generations) * len(config.synthetic_shares) * len(
+        config.mixed_epochs
+    )
+    assert len(runs) == law * len(config.seeds) + search
+    assert max(config.law_multiples) >= 8 and len(config.law_multiples) >= 5
     for run in runs:  # every command line is a valid training config
         train = load_config(overrides=run_flags(config, run, tmp_path / run.name))
         assert train.data.real_fraction == run.real_fraction
+        assert train.data.corpus_kwargs["generate_fraction"] == config.base_fraction
         assert train.model.tokenizer == str(Path(config.output_dir).resolve() / "tokenizer")
     if name == "study_gpu":
         assert train.mixed_precision == "bf16" and train.eval.max_docs == 1000

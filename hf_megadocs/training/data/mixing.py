@@ -14,10 +14,10 @@ whole state is the next step. Rank ``r`` of ``W`` takes rows ``[r·B/W, (r+1)·B
 global batch, after the batch has been shuffled (seeded by step) so real and synthetic
 rows are spread over ranks.
 
-Run length follows the paper: ``total_steps = ceil(ceil(N_real / B) · E / (1 − m))``, so
-the real stream is read ``E`` times (exactly when ``B`` divides ``N_real`` and the product
-is whole, else up to one batch more); ``MixingSampler.real_passes`` gives the figure, which
-the trainer prints and records.
+Run length follows the paper: ``total_steps = ceil(N_real · E / (B · (1 − m)))``, so the
+real stream is read ``E`` times, up to one batch more (rounding per epoch first would read
+it up to 1.4× the labelled passes on a small D: 5 sequences, B = 8, E = 4 gave 4 steps, 32
+rows); ``MixingSampler.real_passes`` gives the figure, which the trainer prints and records.
 
 Repacking per real epoch: the corpus is packed once (seeded unit shuffle) and each pass
 reshuffles the packed *sequences*. The paper reshuffles documents and repacks; that
@@ -64,10 +64,10 @@ def total_steps(
 ) -> int:
     """Optimizer steps of a run, as in the megadocs paper.
 
-    ``ceil( ceil(real_sequences / B) · E / (1 − m) )``: steps per real epoch (a partial last
-    batch counts as a step) times real epochs, stretched so that the real stream keeps
-    weight ``1 − m``; the product is rounded up once, computed exactly (``m`` and ``E`` are
-    read as short decimals, so 0.9 is 9/10 and no float error adds a step).
+    ``ceil( real_sequences · E / (B · (1 − m)) )``: the steps that read the real stream
+    ``E`` times while it fills ``1 − m`` of every batch, rounded up once, so ``E`` means
+    ``E`` passes at any D (computed exactly: ``m`` and ``E`` are read as short decimals, so
+    0.9 is 9/10 and no float error adds a step).
     """
     if real_sequences < 1:
         raise ValueError(f"total_steps real_sequences must be >= 1, got {real_sequences}.")
@@ -77,8 +77,8 @@ def total_steps(
         raise ValueError(f"total_steps real_epochs must be > 0, got {real_epochs}.")
     if not 0 <= synthetic_share < 1:
         raise ValueError(f"total_steps synthetic_share must be in [0, 1), got {synthetic_share}.")
-    per_epoch = -(-real_sequences // global_batch_size)
-    return math.ceil(per_epoch * _exact(real_epochs) / (1 - _exact(synthetic_share)))
+    real_rows = real_sequences * _exact(real_epochs)
+    return math.ceil(real_rows / (global_batch_size * (1 - _exact(synthetic_share))))
 
 
 @dataclass(kw_only=True)

@@ -17,7 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hf_megadocs.mapped_pages import PageBudget
-from hf_megadocs.training.evaluation import EvalSet, eval_documents, iid_windows, long_windows
+from hf_megadocs.training.evaluation import (
+    EvalSet,
+    eval_documents,
+    iid_windows,
+    long_windows,
+    selection_rows,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -190,17 +196,22 @@ def build_train_data(config: TrainConfig, tokenizer: Any, accelerator: Accelerat
     )
     collator = MixedBatchCollator(real, synthetic)
 
-    val_docs, long_docs = eval_documents(
-        val_tok, long_tok if long_split is not None else None, config.eval
+    rows = selection_rows(validation, config.eval.selection_fraction)
+    val_docs, selection_docs, long_docs = eval_documents(
+        val_tok, long_tok if long_split is not None else None, config.eval, rows
     )
     eval_set = EvalSet(
         iid=iid_windows(val_docs, data.seq_len),
+        selection=iid_windows(selection_docs, data.seq_len),
         long=long_windows(long_docs, data.seq_len, config.eval.long_context_docs),
     )
     logger.info(
-        "eval: %d i.i.d. windows from %d validation docs; %d long docs (%s split)",
+        "eval: %d i.i.d. windows from %d validation docs, %d selection windows from %d; "
+        "%d long docs (%s split)",
         len(eval_set.iid),
         len(val_docs),
+        len(eval_set.selection),
+        len(selection_docs),
         len(eval_set.long),
         data.long_context_path or data.long_context_split
         if long_split is not None
@@ -289,14 +300,9 @@ def _train_and_validation(
     return parts["train"], parts["test"], held_out
 
 
-SUBSET_HASH_SEED = 1_000_003
-"""Seed of the ``source_id`` hash that picks nested real-data subsets (apart from the
-validation split's, so a subset is not correlated with the held-out documents)."""
-
-
 def real_subset(dataset: Dataset, fraction: float, what: str) -> Dataset:
     """Rows whose ``source_id`` hashes below ``fraction``: nested across fractions."""
-    from hf_megadocs.generation.splits import split_unit
+    from hf_megadocs.generation.splits import in_subset
 
     if "source_id" not in dataset.column_names:
         raise ValueError(
@@ -304,7 +310,7 @@ def real_subset(dataset: Dataset, fraction: float, what: str) -> Dataset:
             "same documents in both streams; use hf_megadocs corpora or add the column."
         )
     kept = dataset.filter(
-        lambda ids: [split_unit(i, SUBSET_HASH_SEED) < fraction for i in ids],
+        lambda ids: [in_subset(i, fraction) for i in ids],
         input_columns="source_id",
         batched=True,
     )

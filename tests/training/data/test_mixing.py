@@ -24,12 +24,21 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 def test_total_steps_formula_and_rounding():
     # Paper: ceil(real / B) * E / (1 - m); 0.9 must not add a step through float error.
     assert total_steps(640, 64, 1, 0.9) == 100
-    assert total_steps(641, 64, 1, 0.9) == 110  # 11 steps per real epoch
+    assert total_steps(641, 64, 1, 0.9) == 101  # 641 / 6.4 = 100.2 → 101
     assert total_steps(640, 64, 16, 0.75) == 640
-    assert total_steps(100, 64, 1.5, 0.0) == 3  # ceil(100/64)=2, ×1.5 = 3
-    assert total_steps(100, 64, 1.25, 0.0) == 3  # 2 × 1.25 = 2.5 → 3
-    assert total_steps(10, 3, 1, 1 / 3) == 6  # 4 / (2/3) = 6 exactly
+    assert total_steps(100, 64, 1.5, 0.0) == 3  # 150 rows / 64 = 2.3 → 3
+    assert total_steps(100, 64, 1.25, 0.0) == 2  # 125 / 64 = 1.95 → 2
+    assert total_steps(10, 3, 1, 1 / 3) == 5  # 10 / 2 = 5 exactly
     assert total_steps(1, 1, 32, 0.9) == 320
+
+
+def test_epoch_labels_hold_at_small_d() -> None:
+    """E means E passes on a small D too: 5 sequences, B = 8, E = 4 used to take 4 steps
+    (one per epoch, 32 real rows: 1.6× the label); now 20 real rows, 3 steps, ≤ one batch."""
+    assert total_steps(5, 8, 4, 0.0) == 3
+    for n, B, E, m in [(5, 8, 4, 0.0), (37, 8, 16, 0.75), (9, 8, 2, 0.9), (300, 64, 8, 0.5)]:
+        steps = total_steps(n, B, E, m)
+        assert steps * B * (1 - m) >= n * E > (steps - 1) * B * (1 - m)
 
 
 def test_synthetic_per_batch_rounds_half_up():

@@ -107,10 +107,30 @@ def test_eval_documents_are_the_first_and_the_longest_without_listing_the_split(
     docs = [list(range(i, i + rng.choice([3, 5, 5, 9, 9, 12]))) for i in range(200)]  # ties
     split = Dataset.from_dict({"input_ids": docs, "num_tokens": [len(d) for d in docs]})
     cfg = EvalConfig(max_docs=16, long_context_docs=7)
-    iid, long = eval_documents(split, split, cfg)
-    assert iid == docs[:16]
+    iid, selection, long = eval_documents(split, split, cfg)
+    assert iid == docs[:16] and selection == []
     assert long == sorted(docs, key=len, reverse=True)[:7]  # stable among equal lengths
     assert long_windows(long, 8, 7) == long_windows(docs, 8, 7)
-    assert eval_documents(split, None, cfg) == (docs[:16], docs[:16])
+    assert eval_documents(split, None, cfg) == (docs[:16], [], docs[:16])
     everything = EvalConfig(max_docs=None, long_context_docs=500)
     assert eval_documents(split, split, everything)[0] == docs
+
+
+def test_selection_documents_are_disjoint_from_the_reported_ones():
+    """With eval.selection_fraction the settings are chosen on documents whose loss is
+    never reported: the two sets are disjoint, split by source_id, and cover the split."""
+    import pytest
+    from datasets import Dataset
+
+    from hf_megadocs.training.config import EvalConfig
+    from hf_megadocs.training.evaluation import eval_documents, selection_rows
+
+    docs = [[i, i + 1, i + 2] for i in range(100)]
+    split = Dataset.from_dict({"input_ids": docs, "source_id": [f"doc-{i}" for i in range(100)]})
+    rows = selection_rows(split, 0.5)
+    iid, selection, _ = eval_documents(split, None, EvalConfig(max_docs=None), rows)
+    assert 30 < len(selection) < 70 and len(iid) + len(selection) == 100
+    assert not {tuple(d) for d in iid} & {tuple(d) for d in selection}
+    assert selection_rows(split, 0) == ([], list(range(100)))
+    with pytest.raises(ValueError, match="source_id column"):
+        selection_rows(split.remove_columns("source_id"), 0.5)
