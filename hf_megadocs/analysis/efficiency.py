@@ -275,7 +275,9 @@ class LackOfFit:
                 f"lack of fit not testable ({self.dof} degrees of freedom beyond the law's 3 "
                 "parameters, or no size with two seeds)"
             )
-        verdict = "rejected: the law does not follow its points" if self.rejected else "not rejected"
+        verdict = (
+            "rejected: the law does not follow its points" if self.rejected else "not rejected"
+        )
         return (
             f"lack of fit χ² = {self.chi2:.3g} on {self.dof} dof against the pooled seed "
             f"standard errors, p = {self.p_value:.2g} ({verdict})"

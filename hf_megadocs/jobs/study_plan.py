@@ -176,23 +176,31 @@ def _method_run(config: StudyConfig, method: str, g: int, share: float, epochs: 
     )  # fmt: skip
 
 
+def search_runs(config: StudyConfig, method: str, g: int) -> list[PlannedRun]:
+    """The (m, E) search of ``method`` at G: every point of the grid at the first seed."""
+    return [
+        _method_run(config, method, g, share, epochs, config.seeds[0], "search")
+        for share in config.synthetic_shares
+        for epochs in config.mixed_epochs
+    ]
+
+
 def chosen_point(
     config: StudyConfig, method: str, g: int, selection: Mapping[str, float]
 ) -> tuple[float, float] | None:
     """The (m, E) of ``method`` at G with the lowest selection loss at the first seed, or
     None while any of its search runs is unfinished (``selection``: finished run name →
     selection loss)."""
-    losses = {}
-    for share in config.synthetic_shares:
-        for epochs in config.mixed_epochs:
-            run = _method_run(config, method, g, share, epochs, config.seeds[0], "search")
-            if run.name not in selection:
-                return None
-            losses[(share, epochs)] = selection[run.name]
-    return min(losses, key=lambda point: (losses[point], point))
+    runs = search_runs(config, method, g)
+    if any(run.name not in selection for run in runs):
+        return None
+    best = min(runs, key=lambda run: (selection[run.name], run.synthetic_share, run.real_epochs))
+    return best.synthetic_share, best.real_epochs
 
 
-def plan_study(config: StudyConfig, selection: Mapping[str, float] | None = None) -> list[PlannedRun]:
+def plan_study(
+    config: StudyConfig, selection: Mapping[str, float] | None = None
+) -> list[PlannedRun]:
     """Every run of ``config`` known so far: the real-only grid at every size and seed, each
     method's (m, E) search at the first seed and, for each method whose search has finished
     (``selection``: finished run name → selection loss), its chosen point at the other seeds
@@ -210,12 +218,14 @@ def plan_study(config: StudyConfig, selection: Mapping[str, float] | None = None
                     add(_law_run(config, multiple, epochs, wd, seed))
     for method in config.methods:
         for g in sorted(config.generations):
-            for share in config.synthetic_shares:
-                for epochs in config.mixed_epochs:
-                    add(_method_run(config, method, g, share, epochs, config.seeds[0], "search"))
+            for run in search_runs(config, method, g):
+                add(run)
             point = chosen_point(config, method, g, selection)
             if point is not None:
-                for run in [*method_runs(config, method, g, selection), *matched_runs(config, point)]:
+                for run in [
+                    *method_runs(config, method, g, selection),
+                    *matched_runs(config, point),
+                ]:
                     add(run)
     return list(runs.values())
 
@@ -281,7 +291,9 @@ def base_flags(config: StudyConfig) -> list[str]:
 def run_flags(config: StudyConfig, run: PlannedRun, run_dir: Path) -> list[str]:
     """The whole training command line of ``run`` (after the launcher and the recipe)."""
     overrides = config.method_overrides
-    per_g = overrides.get(f"{run.method}_g{run.num_generations}", []) if run.method != "real" else []
+    per_g = (
+        overrides.get(f"{run.method}_g{run.num_generations}", []) if run.method != "real" else []
+    )
     return [
         *base_flags(config), *overrides.get(run.method, []), *per_g, *run.flags(),
         "--output_dir", str(run_dir), "--resume_from_checkpoint", "latest",
@@ -308,5 +320,5 @@ def train_study_tokenizer(config: StudyConfig) -> Path | None:
 
 
 __all__ = ["PlannedRun", "RunKind", "StudyConfig", "base_flags", "chosen_point", "matched_runs",
-           "method_runs", "plan_study", "run_flags", "study_corpus_kwargs", "study_tokenizer_dir",
-           "train_study_tokenizer", "training_flags"]  # fmt: skip
+           "method_runs", "plan_study", "run_flags", "search_runs", "study_corpus_kwargs",
+           "study_tokenizer_dir", "train_study_tokenizer", "training_flags"]  # fmt: skip

@@ -28,6 +28,7 @@ from hf_megadocs.jobs.study_plan import (
     matched_runs,
     method_runs,
     plan_study,
+    search_runs,
 )
 
 CORPORA_FILE = "corpora.json"
@@ -165,17 +166,19 @@ def summarise(config: StudyConfig) -> StudyResult:
     for method in config.methods:
         for g in sorted(config.generations):
             point = chosen_point(config, method, g, selection)
-            runs = [done[p.name] for p in method_runs(config, method, g, selection) if p.name in done]
+            runs = [
+                done[p.name] for p in method_runs(config, method, g, selection) if p.name in done
+            ]
             if point is None or not runs:
                 continue
             placed = (
                 estimate(dict(enumerate(r.iid_loss for r in runs)), runs[0].real_tokens, sizes)
-                if len(sizes) >= 2 else None
+                if len(sizes) >= 2
+                else None
             )
             search = {
-                f"m{m:g}_e{e:g}": selection.get(f"{method}_g{g}_m{m:g}_e{e:g}_s{config.seeds[0]}",
-                                                math.nan)  # fmt: skip
-                for m in config.synthetic_shares for e in config.mixed_epochs
+                run.setting: selection.get(run.name, math.nan)
+                for run in search_runs(config, method, g)
             }
             matched = [done[p.name] for p in matched_runs(config, point) if p.name in done]
             long = [r.long_context_loss for r in runs if r.long_context_loss is not None]
@@ -210,8 +213,8 @@ def _equivalent_range(r: MethodResult) -> tuple[float, float, float]:
     est = r.estimate
     if est is None:
         return math.nan, math.nan, math.nan
-    to_d = lambda m: m * r.real_tokens if math.isfinite(m) else m  # noqa: E731
-    return est.equivalent_tokens, to_d(est.low), to_d(est.high)
+    low, high = (m * r.real_tokens if math.isfinite(m) else m for m in (est.low, est.high))
+    return est.equivalent_tokens, low, high
 
 
 def write_figures(config: StudyConfig, study: StudyResult) -> list[tuple[str, Path]]:
@@ -242,7 +245,8 @@ def write_figures(config: StudyConfig, study: StudyResult) -> list[tuple[str, Pa
     if series:
         baseline = (
             (f"real only on D0 ({study.points[0].setting})", study.points[0].loss)
-            if study.points else None
+            if study.points
+            else None
         )
         figures.append(("i.i.d. loss vs G (mean ± std over seeds)",
                         plot_loss_vs_g_with_seeds(series, folder / "loss_vs_g.png",
@@ -273,7 +277,8 @@ def finding(study: StudyResult) -> str:
     verdict = (
         "; the interval excludes 1× (a measured gain) for "
         + ", ".join(f"{r.method} G={r.num_generations}" for r in gains)
-        if gains else "; no interval excludes 1×, so no method is shown to beat real data here"
+        if gains
+        else "; no interval excludes 1×, so no method is shown to beat real data here"
     )
     return (
         f"Trained on D0 = {d0:,.0f} real tokens, each method was worth this much real data "
@@ -303,9 +308,7 @@ def render_study(study: StudyResult, figures: Sequence[tuple[str, Path]] = ()) -
         "| size | real tokens D | chosen setting (per seed) | i.i.d. loss | A/D^α+E fit |",
         "|---:|---:|---|---:|---:|",
     ]
-    predicted = (
-        list(study.fit.predict([p.real_tokens for p in study.points])) if study.fit else []
-    )
+    predicted = list(study.fit.predict([p.real_tokens for p in study.points])) if study.fit else []
     for i, (multiple, point) in enumerate(zip(study.multiples, study.points)):
         law = f"{predicted[i]:.4f}" if predicted else "—"
         lines.append(
@@ -339,7 +342,11 @@ def render_study(study: StudyResult, figures: Sequence[tuple[str, Path]] = ()) -
             f"{multiplier} | {delta} |"
         )
     if study.results:
-        lines += ["", "Search at the first seed (selection loss per m, E; the lowest is chosen):", ""]
+        lines += [
+            "",
+            "Search at the first seed (selection loss per m, E; the lowest is chosen):",
+            "",
+        ]
         for r in study.results:
             cells = ", ".join(f"{k}: {v:.4f}" for k, v in r.search.items())
             lines.append(f"- {r.method} G={r.num_generations}: {cells}")

@@ -40,8 +40,12 @@ def simulate(law, true_multiplier, rng, *, seeds=3, noise=0.02, off_best=(0.04, 
         selection, reported = {}, {}
         for setting, offset in zip(("e8", "e16", "e32"), (off_best[0], 0.0, off_best[1])):
             effect = rng.normal(0, noise, seeds)
-            selection[setting] = dict(enumerate(law(d) + offset + effect + rng.normal(0, noise / 3, seeds)))
-            reported[setting] = dict(enumerate(law(d) + offset + effect + rng.normal(0, noise / 3, seeds)))
+            selection[setting] = dict(
+                enumerate(law(d) + offset + effect + rng.normal(0, noise / 3, seeds))
+            )
+            reported[setting] = dict(
+                enumerate(law(d) + offset + effect + rng.normal(0, noise / 3, seeds))
+            )
         sizes.append(SizeRuns(real_tokens=d, selection=selection, reported=reported))
     truth = law(D0 * true_multiplier)
     method = dict(enumerate(truth + rng.normal(0, noise, seeds) + rng.normal(0, noise / 3, seeds)))
@@ -121,8 +125,10 @@ def test_lack_of_fit_rejects_a_law_that_misses_precise_points():
     rng = np.random.default_rng(3)
     _, sizes = simulate(concave_law, 2.0, rng, noise=0.005)
     points = curve_points(sizes)
-    straight = np.polyval(np.polyfit(np.log([p.real_tokens for p in points]),
-                                     [p.loss for p in points], 1), np.log([p.real_tokens for p in points]))
+    straight = np.polyval(
+        np.polyfit(np.log([p.real_tokens for p in points]), [p.loss for p in points], 1),
+        np.log([p.real_tokens for p in points]),
+    )
     assert lack_of_fit(straight, points).rejected
     exact = [concave_law(p.real_tokens) for p in points]
     assert not lack_of_fit(exact, points).rejected

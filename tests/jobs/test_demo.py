@@ -61,8 +61,12 @@ def test_main_job_end_to_end_at_tiny_size(tmp_path, capsys, caplog):
     text = (study / "study.md").read_text()
     assert text in printed
     tokenizer = study / "tokenizer"
-    for name in ("simple_g2_m0.5_e1_s1", "stitched_g2_m0.5_e1_s0", "latent_g2_m0.5_e1_s0",
-                 "real_x2_e1_wd0.4_s1"):
+    for name in (
+        "simple_g2_m0.5_e1_s1",
+        "stitched_g2_m0.5_e1_s0",
+        "latent_g2_m0.5_e1_s0",
+        "real_x2_e1_wd0.4_s1",
+    ):
         summary = json.loads((study / name / "summary.json").read_text())
         assert summary["steps"] == 2 and summary["iid_loss"] > 0
         config = json.loads((study / name / "config.json").read_text())

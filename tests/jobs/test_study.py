@@ -200,7 +200,9 @@ def test_the_summary_interpolates_each_method_with_a_95_interval(tmp_path):
     _simulated_study(config, {"simple": 2.0, "stitched": 3.0})
     result = summarise(config)
     assert result.missing == [] and len(result.results) == 4
-    assert result.multiples == [1, 2, 4, 8] and [p.setting for p in result.points] == ["e2_wd0.4"] * 4
+    assert (
+        result.multiples == [1, 2, 4, 8] and [p.setting for p in result.points] == ["e2_wd0.4"] * 4
+    )
     by_method = {(r.method, r.num_generations): r for r in result.results}
     simple, stitched = by_method[("simple", 2)], by_method[("stitched", 2)]
     assert simple.point == (0.75, 2.0)  # m = 0.9 was worse on the selection documents
@@ -274,9 +276,14 @@ def test_a_tiny_study_runs_end_to_end_through_the_launcher(tmp_path):
     config = json.loads((out / "real_x2_e1_wd0.4_s0" / "config.json").read_text())
     assert config["data"]["real_fraction"] == 0.5
     summary = json.loads((out / "stitched_g1_m0.5_e1_s1" / "summary.json").read_text())
-    assert summary["real_tokens"] == json.loads(
-        (out / "real_x1_e1_wd0.4_s1" / "summary.json").read_text())["real_tokens"]  # D0 both
-    assert math.isfinite(summary["selection_loss"]) and summary["selection_loss"] != summary["iid_loss"]
+    assert (
+        summary["real_tokens"]
+        == json.loads((out / "real_x1_e1_wd0.4_s1" / "summary.json").read_text())["real_tokens"]
+    )  # D0 both
+    assert (
+        math.isfinite(summary["selection_loss"])
+        and summary["selection_loss"] != summary["iid_loss"]
+    )
     assert study.main(argv) == 0  # all finished: nothing launched, same answer
     assert (out / "study.md").read_text() == text
 
@@ -293,8 +300,11 @@ def test_the_shipped_study_configs_parse_plan_and_give_valid_runs(name, tmp_path
     )
     runs = plan_study(config)
     law = len(config.law_multiples) * len(config.real_epochs) * len(config.real_weight_decays)
-    search = len(config.methods) * len(config.generations) * len(config.synthetic_shares) * len(
-        config.mixed_epochs
+    search = (
+        len(config.methods)
+        * len(config.generations)
+        * len(config.synthetic_shares)
+        * len(config.mixed_epochs)
     )
     assert len(runs) == law * len(config.seeds) + search
     assert max(config.law_multiples) >= 8 and len(config.law_multiples) >= 5
