@@ -125,8 +125,8 @@ def _efficiency_cell(run: Run, analysis: Analysis) -> str:
     cell = f"{value:.2f}×"
     if math.isfinite(lo):
         cell += f" [{lo:.2f}, {hi:.2f}]" if math.isfinite(hi) else f" [{lo:.2f}, ∞)"
-    if run.real_tokens * value > 10 * max(fit.x):
-        cell += " (extrapolated)"
+    if not min(fit.x) <= run.real_tokens * value <= max(fit.x):
+        cell += " (extrapolated: outside the measured sizes)"
     return cell
 
 
@@ -232,7 +232,9 @@ def render_markdown(analysis: Analysis, figures: Sequence[tuple[str, Path]], out
         "efficiency is the real tokens a real-only run would need to reach the run's i.i.d. "
         "loss under the fitted law L(D) = A/D^α + E, divided by the real tokens the run used "
         "(in brackets a 68% interval from the fit's uncertainty and the run's loss noise; "
-        "`benchmarks/bench_fit.py` measures its coverage).",
+        "`benchmarks/bench_fit.py` measures its coverage). A multiplier whose equivalent "
+        "tokens lie outside the real-only sizes is marked extrapolated: it is not a "
+        "measurement. `hf-megadocs study` gives interpolated multipliers with 95% intervals.",
         "",
         markdown_table(table_rows(analysis)),
         "",

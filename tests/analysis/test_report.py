@@ -26,7 +26,7 @@ def test_report_with_fit(tmp_path, capsys):
     # run, method, G, real, synthetic, iid, long-context, Δ, efficiency
     assert cells[1:5] == ["stitched", "4", "4M", "20M"]
     assert float(cells[7]) == pytest.approx(law_loss(8e6) - law_loss(4e6), abs=1e-4)
-    assert cells[8].startswith("2.00×")
+    assert cells[8].startswith("2.00×") and "extrapolated" not in cells[8]  # 8M: measured
     text = (out / "report.md").read_text()
     assert "Data law" in text and "α = 0.3000" in text
     for png in (
@@ -37,6 +37,15 @@ def test_report_with_fit(tmp_path, capsys):
     ):
         assert _is_png(out / png)
         assert f"]({png})" in text
+
+
+def test_a_multiplier_beyond_the_measured_sizes_is_marked_extrapolated(tmp_path, capsys):
+    paths = write_law_runs(tmp_path / "runs")
+    paths.append(write_run(tmp_path / "runs", "stitched_g8", method="stitched", num_generations=8,
+                           real_tokens=16_000_000, iid_loss=law_loss(24e6)))  # fmt: skip
+    assert main([str(p) for p in paths] + ["--out", str(tmp_path / "report")]) == 0
+    row = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("| stitched_g8 "))
+    assert "1.50×" in row and "(extrapolated: outside the measured sizes)" in row
 
 
 def test_report_without_enough_real_runs_explains(tmp_path):
