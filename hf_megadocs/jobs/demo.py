@@ -65,7 +65,7 @@ class DemoConfig:
     """m values each method searches at the first seed."""
     mixed_epochs: tuple[float, ...] = (4, 8)
     """E values each method searches at the first seed, with each m."""
-    real_epoch_grid: tuple[float, ...] = (8, 16)
+    real_epoch_grid: tuple[float, ...] = (16, 32)
     """Epoch counts tried by the real-only runs at each size and seed."""
     real_weight_decays: tuple[float, ...] = (0.4,)
     """Weight decays tried by the real-only runs at each size and seed (the study's default

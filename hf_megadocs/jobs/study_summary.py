@@ -96,6 +96,8 @@ class StudyResult:
     vocab_size: int = 0
     corpora: list[dict[str, Any]] = field(default_factory=list)
     """``corpora.json``: each corpus's rows and content hash."""
+    grid_edges: list[str] = field(default_factory=list)
+    """Choices at the largest value of their epoch grid (the optimum may lie beyond it)."""
     level: float = 0.95
 
 
@@ -198,11 +200,20 @@ def summarise(config: StudyConfig) -> StudyResult:
         base = [done[p.name] for p in planned if p.kind == "law" and p.multiple == 1
                 and p.setting == points[0].setting and p.name in done]  # fmt: skip
         real_long = _mean_buckets(base)
+    grid_edges = [
+        f"real-only at {multiple:g}·D0 ({point.setting})"
+        for multiple, point in zip(multiples, points)
+        if len(config.real_epochs) > 1 and point.setting.startswith(f"e{max(config.real_epochs):g}_")
+    ] + [
+        f"{r.method} G={r.num_generations} (m {r.point[0]:g}, E {r.point[1]:g})"
+        for r in results
+        if len(config.mixed_epochs) > 1 and r.point[1] == max(config.mixed_epochs)
+    ]  # fmt: skip
     corpora_path = out / CORPORA_FILE
     any_run = next(iter(done.values()), None)
     return StudyResult(
         multiples=multiples, points=points, fit=fit, fit_error=fit_error, lack=lack,
-        results=results, missing=missing, runs=done, real_long=real_long,
+        results=results, missing=missing, runs=done, real_long=real_long, grid_edges=grid_edges,
         vocab_size=int(any_run.config.get("vocab_size", 0)) if any_run else 0,
         corpora=json.loads(corpora_path.read_text()) if corpora_path.is_file() else [],
     )  # fmt: skip
@@ -312,11 +323,20 @@ def render_study(study: StudyResult, figures: Sequence[tuple[str, Path]] = ()) -
     for i, (multiple, point) in enumerate(zip(study.multiples, study.points)):
         law = f"{predicted[i]:.4f}" if predicted else "—"
         lines.append(
-            f"| {multiple:g}·D0 | {point.real_tokens:,.0f} | {point.setting} "
+            f"| {multiple:g}·D0 ({point.real_tokens / d0:.2f}×) | {point.real_tokens:,.0f} | "
+            f"{point.setting} "
             f"({', '.join(point.best_by_seed)}) | {point.loss:.4f} ± {_seed_std(point.losses):.4f} "
             f"| {law} |"
         )
     lines += [""]
+    if study.grid_edges:
+        lines += [
+            "**Chosen at the largest epochs of the grid, so the optimum may lie beyond it: "
+            + "; ".join(study.grid_edges) + ".** An under-tuned real-only curve inflates the "
+            "multipliers, an under-tuned method deflates them; extend the grid "
+            "(`real_epochs`, `mixed_epochs`) to be sure.",
+            "",
+        ]  # fmt: skip
     if study.fit is not None:
         lines.append(f"Smoother (not used for the multipliers): {study.fit.describe()}; "
                      f"{study.lack.describe() if study.lack else ''}.")  # fmt: skip

@@ -218,7 +218,8 @@ def test_the_summary_interpolates_each_method_with_a_95_interval(tmp_path):
     assert all(path.stat().st_size > 10_000 for _, path in figures)  # real drawings
     text = render_study(result, figures)
     assert "| stitched | 2 | 0.75, 2 | 3 |" in text and "vs `real_x1_e8_wd0.4`" in text
-    assert "| 1·D0 | 125,000 | e2_wd0.4 (e2_wd0.4, e2_wd0.4, e2_wd0.4) |" in text
+    assert "| 1·D0 (1.00×) | 125,000 | e2_wd0.4 (e2_wd0.4, e2_wd0.4, e2_wd0.4) |" in text
+    assert "Chosen at the largest epochs of the grid" in text  # e2 is the real grid's top
     assert "95% bootstrap" in text and "Generator randomness is not in" in text
     assert "real-only on D0 |" in text  # the long-context table has its baseline row
     assert text.startswith("# Data-efficiency study\n\n**Trained on D0 = 125,000 real tokens")
