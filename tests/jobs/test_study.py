@@ -351,3 +351,23 @@ def test_one_tokenizer_trained_on_the_full_real_split_serves_every_run(
     mtime = (folder / "tokenizer.json").stat().st_mtime_ns
     run_study(config)  # a second pass keeps the tokenizer: token ids never change
     assert (folder / "tokenizer.json").stat().st_mtime_ns == mtime
+
+
+def test_a_rerun_on_changed_generations_stops_instead_of_mixing_them(tmp_path, monkeypatch):
+    """corpora.json pins each corpus's content hash; once a method run has trained on a
+    corpus, a rerun whose store gives other text for it refuses to go on."""
+    from hf_megadocs.jobs.study import build_study_corpora
+
+    config = small(tmp_path, methods=["stitched"], generations=[1])
+    hashes = {"real": "r0", "stitched_g1": "s0"}
+    monkeypatch.setattr(study, "build_corpora", lambda names, kwargs: [
+        {"config": name, "content_hash": hashes[name]} for name in names])  # fmt: skip
+    build_study_corpora(config)
+    hashes["stitched_g1"] = "s1"
+    build_study_corpora(config)  # no run trained on it yet: the new generations are pinned
+    hashes["stitched_g1"] = "s2"
+    with pytest.raises(ValueError, match=r"stitched_g1 \(s1 → s2\)"):
+        build_study_corpora(config, finished=["stitched_g1_m0.75_e2_s0"])
+    hashes["real"] = "r1"  # the real corpus is never generated: no pin to break
+    hashes["stitched_g1"] = "s1"
+    build_study_corpora(config, finished=["stitched_g1_m0.75_e2_s0", "real_x1_e1_wd0.4_s0"])
