@@ -4,6 +4,18 @@ Usage::
 
     python benchmarks/bench_fit.py [--trials 200] [--seed 0]
 
+It prints two tables: first the study's own estimator on the reference protocol (below),
+then the extrapolating law fit.
+
+**The study's estimator.** The method trains on D0 = D_max/8 and real-only runs at
+D0 × {1, 1.5, 2, 3, 4, 6, 8}, each with three settings (the best on the law, the others
++0.04 and +0.1), n seeds with a shared seed effect of size σ and independent evaluation
+noise σ/3 on the selection and reported documents; the truth is a power law or a law
+concave in log D (loss falling faster as D grows, like the CPU study's points). For true
+multipliers 1.7× and 4.5× we report the median error of
+:func:`hf_megadocs.analysis.efficiency.estimate` and how often its 95% interval covers the
+truth.
+
 A known law with the paper's real-only end point (L = 3.5544 at D = 203.9M tokens, α = 0.3,
 E = 3.0) generates real-only losses at k geometrically spaced D values from D_max/16 to
 D_max, with Gaussian noise σ (seed-to-seed loss noise). For a run at D_max whose true
@@ -30,6 +42,7 @@ import time
 
 import numpy as np
 
+from hf_megadocs.analysis.efficiency import SizeRuns, estimate
 from hf_megadocs.analysis.fit import efficiency_interval, fit_power_law
 
 D_MAX = 203.9e6
@@ -40,6 +53,51 @@ TRUE_MULTIPLIER = 1.80
 
 def law(d: np.ndarray | float) -> np.ndarray | float:
     return A / np.asarray(d) ** ALPHA + E
+
+
+def concave(d: np.ndarray | float) -> np.ndarray | float:
+    x = np.log2(np.asarray(d) / (D_MAX / 8))
+    return 3.9 - 0.05 * x - 0.02 * x * x
+
+
+def simulated_study(truth, multiplier: float, seeds: int, sigma: float, rng):
+    """(method losses per seed, real-only sizes) of one simulated study on the protocol."""
+    d0 = D_MAX / 8
+    sizes = []
+    for multiple in (1, 1.5, 2, 3, 4, 6, 8):
+        selection, reported = {}, {}
+        for setting, offset in (("a", 0.04), ("b", 0.0), ("c", 0.1)):
+            effect = rng.normal(0, sigma, seeds)
+            base = float(truth(d0 * multiple)) + offset + effect
+            selection[setting] = dict(enumerate(base + rng.normal(0, sigma / 3, seeds)))
+            reported[setting] = dict(enumerate(base + rng.normal(0, sigma / 3, seeds)))
+        sizes.append(SizeRuns(real_tokens=d0 * multiple, selection=selection, reported=reported))
+    noise = rng.normal(0, sigma, seeds) + rng.normal(0, sigma / 3, seeds)
+    return dict(enumerate(float(truth(d0 * multiplier)) + noise)), sizes
+
+
+def interpolation_table(trials: int, rng: np.random.Generator) -> None:
+    print("| truth | seeds | loss noise σ | true multiplier | median rel. error | "
+          "95% interval coverage | outside the sizes | ms per study |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
+    for name, truth in (("power law", law), ("concave in log D", concave)):
+        for seeds in (2, 3, 5):
+            for sigma in (0.005, 0.02):
+                for multiplier in (1.7, 4.5):
+                    errors, covered, outside, start = [], 0, 0, time.perf_counter()
+                    for trial in range(trials):
+                        method, sizes = simulated_study(truth, multiplier, seeds, sigma, rng)
+                        result = estimate(method, D_MAX / 8, sizes, resamples=1000, seed=trial)
+                        covered += int(result.low <= multiplier <= result.high)
+                        if result.placement == "inside":
+                            errors.append(abs(result.multiplier - multiplier) / multiplier)
+                        else:
+                            outside += 1
+                    ms = 1000 * (time.perf_counter() - start) / trials
+                    print(f"| {name} | {seeds} | {sigma} | {multiplier} | "
+                          f"{np.median(errors):.1%} | {covered / trials:.0%} | {outside} | "
+                          f"{ms:.1f} |")  # fmt: skip
+    print()
 
 
 def main() -> None:
@@ -54,8 +112,10 @@ def main() -> None:
 
     print(
         f"machine: {platform.processor() or platform.machine()}, python {platform.python_version()}; "
-        f"{args.trials} trials per row; true multiplier {TRUE_MULTIPLIER}× at D = {D_MAX:.4g}\n"
+        f"{args.trials} trials per row\n"
     )
+    interpolation_table(args.trials, rng)
+    print(f"Extrapolating law fit: true multiplier {TRUE_MULTIPLIER}× at D = {D_MAX:.4g}\n")
     print(
         "| real-only runs k | loss noise σ | median rel. error | p90 rel. error | 68% interval coverage | failed fits | ms per fit (+interval) |"
     )
