@@ -37,11 +37,11 @@ from hf_megadocs.jobs.study_plan import (
     train_study_tokenizer,
     training_flags,
 )
+from hf_megadocs.jobs.study_report import render_study
 from hf_megadocs.jobs.study_summary import (
     CORPORA_FILE,
     MethodResult,
     StudyResult,
-    render_study,
     selection_losses,
     summarise,
     write_figures,

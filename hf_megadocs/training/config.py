@@ -220,32 +220,18 @@ class EvalConfig:
     batch_size: int | None = None
     """Sequences per eval forward pass; None uses ``micro_batch_size``."""
     selection_fraction: float = 0.0
-    """Share of the validation documents (by a hash of ``source_id``) held apart as a
-    selection set, in [0, 1): their loss (``selection_loss``) is for choosing settings, and
-    ``iid_loss`` is over the other documents, so a reported loss never picked its own
-    setting (a study uses 0.5). 0: no selection set."""
+    """Share of the validation documents (by a hash of ``source_id``), in [0, 1), held apart
+    to choose settings by their ``selection_loss``; ``iid_loss`` is over the others, so a
+    reported loss never picked its own setting (a study uses 0.5). 0: no selection set."""
 
     def __post_init__(self) -> None:
-        _require(
-            0 <= self.selection_fraction < 1,
-            "eval.selection_fraction",
-            self.selection_fraction,
-            "a share in [0, 1), e.g. 0.5",
-        )
+        share = self.selection_fraction
+        _require(0 <= share < 1, "eval.selection_fraction", share, "a share in [0, 1), e.g. 0.5")
         if self.max_docs is not None:
             _require(self.max_docs >= 1, "eval.max_docs", self.max_docs, "an integer >= 1 or null")
-        _require(
-            self.long_context_docs >= 0,
-            "eval.long_context_docs",
-            self.long_context_docs,
-            "an integer >= 0",
-        )
-        _require(
-            self.position_bucket >= 1,
-            "eval.position_bucket",
-            self.position_bucket,
-            "an integer >= 1",
-        )
+        for name, least in (("long_context_docs", 0), ("position_bucket", 1)):
+            value = getattr(self, name)
+            _require(value >= least, f"eval.{name}", value, f"an integer >= {least}")
 
 
 @dataclass(kw_only=True)

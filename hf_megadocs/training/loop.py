@@ -382,7 +382,6 @@ def _finish(run: Run, last_eval: dict[str, Any]) -> dict[str, Any]:
     summary = {
         **run.run_info,
         "iid_loss": last_eval.get("iid_loss", math.nan),
-        # Only with eval.selection_fraction > 0: a NaN would make equal summaries unequal.
         **{k: last_eval[k] for k in ("selection_loss",) if k in last_eval},
         "long_context_loss": last_eval.get("long_context_loss", math.nan),
         **asdict(run.counters),
