@@ -261,13 +261,18 @@ def plot_scaling_law(fit: ScalingLawFit, runs: Sequence[Run], path: str | Path) 
                 zorder=4,
                 label=f"{names[run.name]}: below E",
             )
+    _loss_vs_d_axes(ax, "real-only data scaling law", len(others) + 3)
+    return _save(fig, path)
+
+
+def _loss_vs_d_axes(ax, title: str, entries: int) -> None:
+    """Log-D x axis, loss y axis, grid and legend of the two loss-vs-D figures."""
     ax.set_xscale("log")
     ax.set_xlabel("unique real training tokens D")
     ax.set_ylabel("i.i.d. loss (nats/token)")
-    ax.set_title("real-only data scaling law")
+    ax.set_title(title)
     ax.grid(True, which="both", alpha=0.25)
-    _legend(ax, len(others) + 3)
-    return _save(fig, path)
+    _legend(ax, entries)
 
 
 def plot_loss_vs_g_with_seeds(
@@ -338,10 +343,5 @@ def plot_measured_curve(
         x = eq if math.isfinite(eq) else (min(d) if loss > points[0][1] else max(d))
         marker = "D" if math.isfinite(eq) else ("<" if loss > points[0][1] else ">")
         ax.scatter([x], [loss], color=color, marker=marker, zorder=4, label=label)
-    ax.set_xscale("log")
-    ax.set_xlabel("unique real training tokens D")
-    ax.set_ylabel("i.i.d. loss (nats/token)")
-    ax.set_title("methods placed on the measured real-only curve")
-    ax.grid(True, which="both", alpha=0.25)
-    _legend(ax, len(placed) + 2)
+    _loss_vs_d_axes(ax, "methods placed on the measured real-only curve", len(placed) + 2)
     return _save(fig, path)

@@ -175,31 +175,15 @@ def evaluate(
     inner = accelerator.unwrap_model(model)
     was_training = inner.training
     inner.eval()
+
+    def sums(windows: list[list[int]], buckets: int, width: int) -> tuple[Any, Any]:
+        return _loss_sums(inner, windows[rank::world], batch_size=batch_size,
+                          device=accelerator.device, n_buckets=buckets, width=width)  # fmt: skip
+
     with torch.no_grad(), accelerator.autocast():
-        iid_sum, iid_count = _loss_sums(
-            inner,
-            eval_set.iid[rank::world],
-            batch_size=batch_size,
-            device=accelerator.device,
-            n_buckets=1,
-            width=seq_len,
-        )
-        selection_sum, selection_count = _loss_sums(
-            inner,
-            eval_set.selection[rank::world],
-            batch_size=batch_size,
-            device=accelerator.device,
-            n_buckets=1,
-            width=seq_len,
-        )
-        long_sum, long_count = _loss_sums(
-            inner,
-            eval_set.long[rank::world],
-            batch_size=batch_size,
-            device=accelerator.device,
-            n_buckets=n_buckets,
-            width=position_bucket,
-        )
+        iid_sum, iid_count = sums(eval_set.iid, 1, seq_len)
+        selection_sum, selection_count = sums(eval_set.selection, 1, seq_len)
+        long_sum, long_count = sums(eval_set.long, n_buckets, position_bucket)
     inner.train(was_training)
     local = torch.cat(
         [iid_sum, iid_count, selection_sum, selection_count, long_sum, long_count]
