@@ -183,7 +183,8 @@ def summarise(config: StudyConfig) -> StudyResult:
                 run.setting: selection.get(run.name, math.nan)
                 for run in search_runs(config, method, g)
             }
-            matched = [done[p.name] for p in matched_runs(config, point) if p.name in done]
+            matched_plan = matched_runs(config, point)
+            matched = [done[p.name] for p in matched_plan if p.name in done]
             long = [r.long_context_loss for r in runs if r.long_context_loss is not None]
             results.append(MethodResult(
                 method=method, num_generations=g, point=point, search=search,
@@ -192,7 +193,7 @@ def summarise(config: StudyConfig) -> StudyResult:
                 long_by_position=_mean_buckets(runs),
                 train_tokens=int(statistics.fmean(r.summary.get("tokens", 0) for r in runs)),
                 real_tokens=runs[0].real_tokens, estimate=placed,
-                matched=matched_runs(config, point)[0].name.rsplit("_s", 1)[0],
+                matched=matched_plan[0].name.rsplit("_s", 1)[0],
                 matched_loss=statistics.fmean(r.iid_loss for r in matched) if matched else math.nan,
                 tokenizer=f"{runs[0].tokenizer} ({runs[0].config.get('vocab_size', '?')} tokens)",
             ))  # fmt: skip
