@@ -91,7 +91,7 @@ def corpus_content_hash(dataset: Any) -> str:
     return digest.hexdigest()[:16]
 
 
-def build_study_corpora(config: StudyConfig, finished: Sequence[str] = ()) -> None:
+def build_study_corpora(config: StudyConfig, finished: Sequence[PlannedRun] = ()) -> None:
     """Build the hf_megadocs corpora the study trains on, before any run starts (one engine
     for every generation, for the D0 documents only), and pin them: ``corpora.json`` records
     a content hash of each, and a rerun whose generations differ from the ones ``finished``
@@ -109,7 +109,7 @@ def build_study_corpora(config: StudyConfig, finished: Sequence[str] = ()) -> No
         if path.is_file() else {}
     )  # fmt: skip
     summaries = build_corpora(names, study_corpus_kwargs(config))
-    trained = {name.split("_m")[0] for name in finished if not name.startswith("real_")}
+    trained = {run.corpus for run in finished if run.corpus}
     changed = [
         f"{s['config']} ({pinned[s['config']]} → {s['content_hash']})" for s in summaries
         if s["config"] in trained and pinned.get(s["config"]) not in (None, s["content_hash"])
@@ -147,7 +147,7 @@ def run_study(config: StudyConfig) -> list[str]:
         ]  # fmt: skip
         if todo and not built and config.emit is None:
             # Emitted runs build their corpora themselves (or read a store filled elsewhere).
-            finished = [run.name for run in planned if run.name not in {r.name for r in todo}]
+            finished = [run for run in planned if (out / run.name / "summary.json").is_file()]
             build_study_corpora(config, finished)
             built = True
         if config.build_only:

@@ -147,12 +147,16 @@ class PlannedRun:
             )
         return f"m{self.synthetic_share:g}_e{self.real_epochs:g}"
 
+    @property
+    def corpus(self) -> str | None:
+        """The synthetic corpus it trains on (``stitched_g4``); None for real-only runs."""
+        return None if self.method == "real" else f"{self.method}_g{self.num_generations}"
+
     def flags(self) -> list[str]:
         """Training flags that make this run what it is (after the study's own flags)."""
-        corpus = "null" if self.method == "real" else f"{self.method}_g{self.num_generations}"
         wd = [] if self.weight_decay is None else ["--optim.weight_decay", f"{self.weight_decay:g}"]
         return [
-            "--data.synthetic_corpus", corpus,
+            "--data.synthetic_corpus", self.corpus or "null",
             "--mix.synthetic_share", f"{self.synthetic_share:g}",
             "--mix.real_epochs", f"{self.real_epochs:g}",
             "--data.real_fraction", f"{self.real_fraction:g}",

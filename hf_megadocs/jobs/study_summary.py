@@ -120,26 +120,31 @@ def _mean_buckets(runs: Sequence[Any]) -> dict[str, float]:
     return {label: statistics.fmean(values) for label, values in buckets.items()}
 
 
-def _sizes(config: StudyConfig, planned: Sequence[PlannedRun], done: dict[str, Any]):
-    """(multiple, SizeRuns) of every size with a seed that finished all its settings."""
+def _sizes(
+    config: StudyConfig,
+    planned: Sequence[PlannedRun],
+    done: dict[str, Any],
+    selection: dict[str, float],
+):
+    """(multiple, SizeRuns) of every size with a seed that finished all its settings
+    (``selection``: finished run name → selection loss)."""
     sizes = []
     for multiple in sorted(config.law_multiples):
         law = [p for p in planned if p.kind == "law" and p.multiple == multiple and p.name in done]
-        selection: dict[str, dict[int, float]] = {}
+        chosen_by: dict[str, dict[int, float]] = {}
         reported: dict[str, dict[int, float]] = {}
         tokens = []
         for p in law:
-            run = done[p.name]
-            chosen_by = run.summary.get("selection_loss") if run.summary else None
-            if not isinstance(chosen_by, (int, float)) or not math.isfinite(chosen_by):
+            if p.name not in selection:
                 continue
-            selection.setdefault(p.setting, {})[p.seed] = float(chosen_by)
+            run = done[p.name]
+            chosen_by.setdefault(p.setting, {})[p.seed] = selection[p.name]
             reported.setdefault(p.setting, {})[p.seed] = run.iid_loss
             tokens.append(run.real_tokens)
         settings = {p.setting for p in planned if p.kind == "law" and p.multiple == multiple}
         size = SizeRuns(real_tokens=statistics.fmean(tokens) if tokens else 0.0,
-                        selection=selection, reported=reported)  # fmt: skip
-        if set(selection) == settings and size.complete_seeds():
+                        selection=chosen_by, reported=reported)  # fmt: skip
+        if set(chosen_by) == settings and size.complete_seeds():
             sizes.append((multiple, size))
     return sizes
 
@@ -156,7 +161,7 @@ def summarise(config: StudyConfig) -> StudyResult:
         p.name: load_run(out / p.name) for p in planned if (out / p.name / "summary.json").is_file()
     }
     missing = [p.name for p in planned if p.name not in done]
-    sized = _sizes(config, planned, done)
+    sized = _sizes(config, planned, done, selection)
     multiples, sizes = [m for m, _ in sized], [s for _, s in sized]
     points = curve_points(sizes) if sizes else []
     fit, fit_error, lack = None, None, None

@@ -366,8 +366,10 @@ def test_a_rerun_on_changed_generations_stops_instead_of_mixing_them(tmp_path, m
     hashes["stitched_g1"] = "s1"
     build_study_corpora(config)  # no run trained on it yet: the new generations are pinned
     hashes["stitched_g1"] = "s2"
+    stitched, real = plan_study(config)[-1], plan_study(config)[0]
+    assert (stitched.name, real.name) == ("stitched_g1_m0.9_e2_s0", "real_x1_e1_wd0.4_s0")
     with pytest.raises(ValueError, match=r"stitched_g1 \(s1 → s2\)"):
-        build_study_corpora(config, finished=["stitched_g1_m0.75_e2_s0"])
+        build_study_corpora(config, finished=[stitched])
     hashes["real"] = "r1"  # the real corpus is never generated: no pin to break
     hashes["stitched_g1"] = "s1"
-    build_study_corpora(config, finished=["stitched_g1_m0.75_e2_s0", "real_x1_e1_wd0.4_s0"])
+    build_study_corpora(config, finished=[stitched, real])
