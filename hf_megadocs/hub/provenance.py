@@ -113,13 +113,13 @@ def collect_provenance(
 def train_command(repo_id: str, config_names: Sequence[str]) -> str:
     """Shell lines that fetch a published config and train on it with the project's recipe.
 
-    ``recipes/train.py`` reads local datasets through ``--data.synthetic_path`` and
+    The trainer (``hf_megadocs.train``) reads local datasets through ``--data.synthetic_path`` and
     ``--data.real_path`` (``save_to_disk`` folders), so the corpus is saved locally first.
     """
     synthetic = next((n for n in config_names if n != "real"), None)
     fetch = [n for n in (synthetic, "real" if "real" in config_names else None) if n]
     lines = [
-        "# from a checkout of hf_megadocs (for recipes/train.py); the data needs only `datasets`",
+        "# pip install hf_megadocs (the trainer); the data needs only `datasets`",
         'python -c "from datasets import load_dataset; '
         + "; ".join(f"load_dataset('{repo_id}', '{n}').save_to_disk('data/{n}')" for n in fetch)
         + '"',
@@ -131,7 +131,7 @@ def train_command(repo_id: str, config_names: Sequence[str]) -> str:
     )
     if "real" in config_names:
         flags += ["--data.real_path", "data/real"]
-    command = launch_command(["--config", "recipes/configs/tiny_cpu.yaml", *flags], portable=True)
+    command = launch_command(["--config", "tiny_cpu", *flags], portable=True)
     lines.append(shell_line(command))
     return "\n".join(lines)
 

@@ -5,7 +5,7 @@
    installed) on the embedded news corpus, with one engine; generations land in the shared
    store, so a rerun generates nothing.
 2. Trains one small BPE tokenizer on the real training split and, through
-   ``accelerate launch recipes/train.py``, real-only models at sizes D0, 2·D0, 4·D0 and
+   ``accelerate launch -m hf_megadocs.train``, real-only models at sizes D0, 2·D0, 4·D0 and
    8·D0 (D0 = one sixteenth of the training documents) over an epoch grid at two seeds
    (the measured curve), and each method on D0, its synthetic share
    and epochs chosen at the first seed on selection documents, then run at both seeds.
@@ -28,10 +28,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hf_megadocs.configs import config_path
 from hf_megadocs.generation.backends import BACKEND_NAMES, BackendName
 from hf_megadocs.jobs.study import execute_study
 from hf_megadocs.jobs.study_plan import StudyConfig
-from hf_megadocs.training.launch import repo_root
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +76,8 @@ class DemoConfig:
     seeds: tuple[int, ...] = (0, 1)
     """Seeds: the real-only grid runs at each, a method's search at the first and its
     chosen point at each (two give the interval a seed spread; the study uses three)."""
-    train_config: str = "recipes/configs/tiny_cpu.yaml"
-    """Training config every run starts from (relative to the repository root)."""
+    train_config: str = "tiny_cpu"
+    """Training config every run starts from: a YAML path or a bundled config's name."""
     store_dir: str | None = None
     """Generation store; None uses the shared user cache, so reruns generate nothing."""
     num_processes: int = 1
@@ -138,7 +138,7 @@ class DemoConfig:
             overrides += ["--max_steps", str(self.max_steps)]
         return StudyConfig(
             output_dir=str(Path(self.output_dir).resolve() / "study"),
-            train_config=str(repo_root() / self.train_config),
+            train_config=str(Path(config_path(self.train_config)).resolve()),
             preset=None,
             overrides=overrides,
             base_fraction=self.base_fraction,

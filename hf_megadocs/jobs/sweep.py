@@ -1,8 +1,10 @@
 """One-step-neighbour coordinate search over training hyper-parameters (the paper's sweep).
 
-    python recipes/sweep.py --presets '[stitched_g32_300m, simple_g32_300m]' --out runs/sweep
-    python recipes/sweep.py --configs '[recipes/configs/x.yaml]' --out runs/sweep --emit_commands true
-    python recipes/sweep.py ... --grid '{optim.lr: [1e-3, 3e-3]}' -- --max_steps 200
+    hf-megadocs sweep --presets '[stitched_g32_300m, simple_g32_300m]' --out runs/sweep
+    hf-megadocs sweep --configs '[tiny_cpu, my/x.yaml]' --out runs/sweep --emit_commands true
+    hf-megadocs sweep ... --grid '{optim.lr: [1e-3, 3e-3]}' -- --max_steps 200
+
+(``python recipes/sweep.py ...`` in a checkout is the same.)
 
 From a start point (the config's own values, snapped to the grid, or ``--start``) the
 search trains the point and every neighbour one grid step away along one axis, moves to
@@ -10,13 +12,13 @@ the best of them, and repeats until the centre is best. Default grids: real epoc
 {1,2,4,8,16,32}, lr {1e-3,3e-3,1e-2}, weight decay {0.1,0.4,0.8,1.6}, synthetic share m
 {0.5,0.75,0.9} (m is not searched for real-only configs).
 
-Each run is ``accelerate launch recipes/train.py --config X --field value ... --output_dir
+Each run is ``accelerate launch -m hf_megadocs.train --config X --field value ... --output_dir
 OUT/STUDY/POINT`` (:func:`hf_megadocs.training.launch.launch_command`). Locally the runs go
 one after another. ``--emit_commands`` prints the
 commands the search needs next, one per line, for a cluster scheduler; rerun the sweep when
 they have finished to get the next round. A run whose ``summary.json`` exists is never
 rerun. The sweep ends with the best setting per method and G (also ``OUT/sweep_summary.md``).
-Arguments after ``--`` are passed to every ``train.py`` command (and used to read the
+Arguments after ``--`` are passed to every training command (and used to read the
 start point).
 """
 
@@ -218,7 +220,7 @@ class SweepConfig:
     out: str
     """Sweep folder: one run per ``OUT/STUDY/POINT``."""
     configs: list[str] = field(default_factory=list)
-    """YAML training configs, one study each, e.g. '[recipes/configs/tiny_cpu.yaml]'."""
+    """Training configs (YAML paths or bundled names), one study each, e.g. '[tiny_cpu]'."""
     presets: list[str] = field(default_factory=list)
     """Training presets, one study each, e.g. '[stitched_g32_300m]'."""
     grid: dict[str, list[float]] = field(default_factory=dict)
@@ -232,7 +234,7 @@ class SweepConfig:
     launcher: str | None = None
     """A launcher prefix replacing ``accelerate launch`` (e.g. 'srun accelerate launch')."""
     recipe: str | None = None
-    """The training entry point; default ``recipes/train.py`` of this checkout."""
+    """A training script to run instead of the installed ``hf_megadocs.train`` module."""
 
     def __post_init__(self) -> None:
         if not self.configs and not self.presets:
@@ -322,7 +324,7 @@ def run_sweep(config: SweepConfig, extra: Sequence[str] = ()) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python recipes/sweep.py --out DIR --presets '[...]' [...] [-- train.py flags]``."""
+    """``hf-megadocs sweep --out DIR --presets '[...]' [...] [-- training flags]``."""
     argv = sys.argv[1:] if argv is None else argv
     extra: list[str] = []
     if "--" in argv:
@@ -332,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        config = parse_dataclass(SweepConfig, argv, prog="recipes/sweep.py", description=_SUMMARY)
+        config = parse_dataclass(SweepConfig, argv, prog="hf-megadocs sweep", description=_SUMMARY)
         return run_sweep(config, extra)
     except ValueError as error:
         print(f"sweep: error: {error}", file=sys.stderr)
@@ -341,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
 
 _SUMMARY = (
     "One-step-neighbour coordinate search over real epochs, lr, weight decay and synthetic "
-    "share, resumable; arguments after -- go to every recipes/train.py run."
+    "share, resumable; arguments after -- go to every training run."
 )
 
 

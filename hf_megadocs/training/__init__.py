@@ -3,8 +3,8 @@
 :mod:`~.config` (the ``TrainConfig`` tree), :mod:`~.presets` (the papers' tuned settings as
 functions), :mod:`~.optim`, :mod:`~.data` (tokenize, pack, mix, collate), :mod:`~.model`,
 :mod:`~.evaluation`, :mod:`~.checkpoint` and :mod:`~.loop`. Entry point:
-``train(load_config("recipes/configs/tiny_cpu.yaml"))``, or ``accelerate launch
-recipes/train.py --config ...`` from the command line. Uses :mod:`hf_megadocs.corpora`.
+``train(load_config("tiny_cpu"))``, or ``hf-megadocs train --config ...`` (``accelerate
+launch -m hf_megadocs.train ...``) from the command line. Uses :mod:`hf_megadocs.corpora`.
 """
 
 from typing import Any

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hf_megadocs.extras import require
 from hf_megadocs.training.config import TrainConfig
 
 if TYPE_CHECKING:
@@ -37,8 +38,8 @@ def _cpu_processes() -> bool:
             "accelerate launch --cpu --num_processes N>1 without --mpirun_hostfile starts ONE "
             "process (accelerate's CPU multi-process launch needs MPI); training continues on one "
             "process with more gradient accumulation (same results). For N CPU processes use: "
-            "accelerate launch --multi_gpu --num_processes N recipes/train.py ... (gloo is used "
-            "when there is no GPU) or torchrun --nproc_per_node N recipes/train.py ..."
+            "accelerate launch --multi_gpu --num_processes N -m hf_megadocs.train ... (gloo is "
+            "used when there is no GPU) or torchrun --nproc_per_node N -m hf_megadocs.train ..."
         )
     return world > 1 and not torch.cuda.is_available()
 
@@ -48,14 +49,21 @@ def make_accelerator(config: TrainConfig) -> Accelerator:
     from accelerate import Accelerator, PartialState
     from accelerate.utils import ProjectConfiguration, set_seed
 
-    cpu = _cpu_processes()
-    world_size = PartialState(cpu=cpu).num_processes
     log_with = None if config.log_with == "none" else config.log_with
     if log_with == "wandb":
         try:
             import wandb  # noqa: F401
         except ImportError as err:
             raise ImportError("log_with='wandb' needs wandb: pip install wandb") from err
+    if log_with == "tensorboard":  # the default; accelerate would drop it with a debug message
+        require(
+            "tensorboard",
+            "tensorboard",
+            "Training with log_with='tensorboard' (the default)",
+            otherwise="train without it: --log_with none",
+        )
+    cpu = _cpu_processes()
+    world_size = PartialState(cpu=cpu).num_processes
     output_dir = Path(config.output_dir)
     accelerator = Accelerator(
         gradient_accumulation_steps=config.gradient_accumulation_steps(world_size),

@@ -1,9 +1,10 @@
 """The one place that builds the command starting a training run.
 
-Every job that trains (the main job, sweeps, the study runner) and every text that tells a
-person how to train (the dataset card) gets its ``accelerate launch recipes/train.py ...``
-command from :func:`launch_command`, so flags, process counts and the recipe path are
-spelled one way.
+Every job that trains (the main job, sweeps, the study runner, SynPro's rounds) and every
+text that tells a person how to train (the dataset card) gets its ``accelerate launch -m
+hf_megadocs.train ...`` command from :func:`launch_command`, so flags, process counts and
+the entry point are spelled one way. The entry point is the installed module, so a wheel
+install trains without a checkout.
 """
 
 from __future__ import annotations
@@ -13,21 +14,9 @@ import shlex
 import subprocess
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
-RECIPE = "recipes/train.py"
-"""The training entry point, relative to a checkout of hf_megadocs."""
-
-
-def repo_root() -> Path:
-    """The checkout holding ``recipes/`` (the package lives next to it)."""
-    root = Path(__file__).resolve().parents[2]
-    if not (root / RECIPE).is_file():
-        raise FileNotFoundError(
-            f"{RECIPE} not found next to the package ({root}); run training jobs from a "
-            "checkout of hf_megadocs (git clone ... && make demo)."
-        )
-    return root
+TRAIN_MODULE = "hf_megadocs.train"
+"""The training entry point, an installed module (``accelerate launch -m``)."""
 
 
 def launch_command(
@@ -38,15 +27,16 @@ def launch_command(
     recipe: str | None = None,
     portable: bool = False,
 ) -> list[str]:
-    """``accelerate launch [...] recipes/train.py <train_args>`` as an argument list.
+    """``accelerate launch [...] -m hf_megadocs.train <train_args>`` as an argument list.
 
     Args:
-        train_args: flags of ``recipes/train.py`` (``--config``, ``--section.field V``, ...).
+        train_args: training flags (``--config``, ``--section.field V``, ...).
         num_processes: processes per run; more than one adds ``--multi_gpu`` (gloo on CPU).
         launcher: a custom prefix replacing ``accelerate launch ...`` (``srun torchrun ...``).
-        recipe: the entry point; default this checkout's ``recipes/train.py``.
-        portable: spell the command for a person's shell (``accelerate launch``, the recipe
-            relative to the checkout) instead of this interpreter's absolute paths.
+        recipe: a training script to run instead of the installed module (a copy of
+            ``recipes/train.py`` a user edited, say).
+        portable: spell the command for a person's shell (``accelerate launch``) instead of
+            this interpreter's absolute path.
     """
     if num_processes < 1:
         raise ValueError(f"num_processes must be >= 1, got {num_processes}.")
@@ -61,8 +51,9 @@ def launch_command(
             # accelerate's "defaults were used" warning.
             *("--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"),
         ]
-    recipe = recipe or (RECIPE if portable else str(repo_root() / RECIPE))
-    return [*launcher, recipe, *train_args]
+    # accelerate and torchrun both spell "run this module" as -m.
+    entry = [recipe] if recipe else ["-m", TRAIN_MODULE]
+    return [*launcher, *entry, *train_args]
 
 
 def shell_line(command: Sequence[str]) -> str:
@@ -71,9 +62,9 @@ def shell_line(command: Sequence[str]) -> str:
 
 
 def run_training(command: Sequence[str]) -> int:
-    """Run a launch command from the checkout, offline unless told otherwise; its exit code."""
+    """Run a launch command, offline unless told otherwise; its exit code."""
     env = {**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
-    return subprocess.run(list(command), env=env, cwd=repo_root(), check=False).returncode
+    return subprocess.run(list(command), env=env, check=False).returncode
 
 
-__all__ = ["RECIPE", "launch_command", "repo_root", "run_training", "shell_line"]
+__all__ = ["TRAIN_MODULE", "launch_command", "run_training", "shell_line"]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from hf_megadocs.configs import bundled_config_names, with_bundled_configs
 from hf_megadocs.flags import ConfigError, parse_dataclass
 from hf_megadocs.settings import flat_settings
 from hf_megadocs.training.config import (
@@ -140,20 +141,24 @@ def load_config(
 ) -> TrainConfig:
     """Resolve a ``TrainConfig``: preset (or the defaults) → YAML at ``path`` → flags.
 
-    ``overrides`` may hold ``--config FILE`` itself (as ``recipes/train.py`` passes its
-    command line). The preset is ``--preset NAME``, else ``preset``, else the file's
-    ``preset:`` key. Flags are ``--section.field value`` (``--optim.lr 1e-3``), parsed by
-    :func:`hf_megadocs.flags.parse_dataclass`, so ``recipes/train.py --help`` lists them.
+    ``overrides`` may hold ``--config FILE`` itself (as ``hf-megadocs train`` passes its
+    command line); ``FILE`` may name a bundled config (``tiny_cpu``). The preset is
+    ``--preset NAME``, else ``preset``, else the file's ``preset:`` key. Flags are ``--section.field value`` (``--optim.lr 1e-3``), parsed by
+    :func:`hf_megadocs.flags.parse_dataclass`, so ``hf-megadocs train --help`` lists them.
 
     Raises:
         ConfigError: an unknown field, a wrong type or a rejected value (says which).
     """
     argv = (["--config", str(path)] if path is not None else []) + list(overrides or [])
+    argv = with_bundled_configs(argv)
     named = _flag_value(argv, "--preset") or preset
     config_file = _flag_value(argv, "--config")
     if named is None and config_file is not None:
         if not Path(config_file).is_file():
-            raise ConfigError(f"--config {config_file}: no such file.")
+            raise ConfigError(
+                f"--config {config_file}: no such file, nor a bundled config "
+                f"({', '.join(bundled_config_names())})."
+            )
         loaded = yaml.safe_load(Path(config_file).read_text()) or {}
         if not isinstance(loaded, dict):
             raise ConfigError(
@@ -167,7 +172,7 @@ def load_config(
     return parse_dataclass(
         TrainConfig,
         argv,
-        prog="recipes/train.py",
+        prog="hf-megadocs train",
         description="Train a language model on real + synthetic megadoc corpora.",
         defaults=flat_settings(base),
     )

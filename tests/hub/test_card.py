@@ -121,7 +121,7 @@ def test_card_body_carries_provenance(exported):
     assert "store_dir" not in body and store_dir not in body
     assert "Lee" in body and "LGPL-2.1" in body
     assert "Kim and Kotha" in body and "2605.17849" in body and "Kang and others" in body
-    assert "accelerate launch recipes/train.py" in body
+    assert "accelerate launch -m hf_megadocs.train --config tiny_cpu" in body
 
 
 def test_filtered_outputs_are_counted_by_reason(tmp_path, sample_docs, dummy_backend):

@@ -15,6 +15,6 @@ def test_train_command_is_the_launcher_s_portable_command():
     text = train_command("o/lee", ["stitched_g2", "real"])
     assert "load_dataset('o/lee', 'stitched_g2').save_to_disk('data/stitched_g2')" in text
     assert text.splitlines()[-1] == (
-        "accelerate launch recipes/train.py --config recipes/configs/tiny_cpu.yaml "
+        "accelerate launch -m hf_megadocs.train --config tiny_cpu "
         "--data.synthetic_path data/stitched_g2 --data.real_path data/real"
     )
