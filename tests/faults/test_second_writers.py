@@ -63,8 +63,10 @@ def test_a_second_trainer_on_one_run_folder_is_refused(tmp_path):
 
 def test_the_same_generate_shard_started_twice_is_refused(tmp_path):
     store_dir = tmp_path / "store"
+    # 40 requests of 0.25 s: the first still holds the shard while the second starts, under
+    # load too (at 0.05 s it sometimes finished first).
     args = [HF_MEGADOCS, "generate", "--backend.backend", "dummy", "--backend.dummy_delay_s",
-            "0.05", "--source.max_docs", "20", "--num_samples", "2", "--batch_size", "4",
+            "0.25", "--source.max_docs", "20", "--num_samples", "2", "--batch_size", "4",
             "--split.validation_fraction", "0", "--store_dir", str(store_dir)]  # fmt: skip
     first = subprocess.Popen(args, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     lock = store_dir / "generations" / "shard-0-of-1.lock"
