@@ -13,6 +13,11 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("hf_megadocs.generation.cli", "fill the generation store for a source corpus"),
     "push": ("hf_megadocs.hub.cli", "export corpora to Parquet + dataset card, upload to the Hub"),
+    "train": (
+        "hf_megadocs.train",
+        "train on real + synthetic corpora (one process; several: accelerate launch -m ...)",
+    ),
+    "sweep": ("hf_megadocs.jobs.sweep", "one-step-neighbour hyper-parameter search of training"),
     "report": ("hf_megadocs.analysis.report", "data-efficiency report from training runs"),
     "study": (
         "hf_megadocs.jobs.study",
@@ -57,13 +62,21 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    from hf_megadocs.extras import MissingExtraError
     from hf_megadocs.generation.store import StoreNotWritableError
-    from hf_megadocs.locks import LockHeldError
+    from hf_megadocs.locks import LockHeldError, LockNotSupportedError
 
+    expected = (
+        LockHeldError,
+        LockNotSupportedError,
+        MissingExtraError,
+        StoreNotWritableError,
+        ConnectionError,
+    )
     module = importlib.import_module(SUBCOMMANDS[name][0])
     try:
         return int(module.main(rest) or 0)
-    except (LockHeldError, StoreNotWritableError, ConnectionError) as error:
+    except expected as error:
         # Expected failures whose message says the fix: no traceback.
         print(f"hf-megadocs {name}: error: {error}", file=sys.stderr)
         return 2

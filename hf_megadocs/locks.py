@@ -14,6 +14,7 @@ that reports its holder (``filelock``, which datasets uses, does not).
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import logging
@@ -23,6 +24,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Self
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +59,51 @@ class LockHeldError(RuntimeError):
         self.holder = holder
 
 
+class LockNotSupportedError(OSError):
+    """The file system refused the lock itself (not another holder): e.g. ``ENOLCK`` on NFS
+    mounted with ``nolock``, ``ENOSYS``/``EOPNOTSUPP`` on Lustre without ``-o flock``.
+
+    ``errno`` is the refusal's, ``filename`` the lock file; ``str()`` is the whole message.
+    """
+
+    @classmethod
+    def refused(cls, path: Path, what: str, error: OSError) -> LockNotSupportedError:
+        """The error for ``error``, raised by ``flock`` on lock file ``path`` of ``what``."""
+        code = errno.errorcode.get(error.errno or 0, str(error.errno))
+        message = (
+            f"Cannot lock {path} ({what}): the file system refused flock with {code} "
+            f"({os.strerror(error.errno or 0)}), so it does not support POSIX/flock locks, "
+            "which hf_megadocs needs to keep writers apart. Put that folder on a node-local "
+            "disk (for the hf_megadocs cache, point HF_MEGADOCS_CACHE there; for a store or "
+            "run folder, choose a path there), or mount the file system with lock support "
+            "(NFS without 'nolock'; Lustre with '-o flock')."
+        )
+        return cls(error.errno, message, str(path))
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+_HELD = frozenset({errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES})
+"""Errnos meaning "another process holds it" (EACCES: POSIX record locks, which some
+file systems use to emulate flock, may report a held lock with it)."""
+
+
+def _flock(fd: int, operation: int, path: Path, what: str) -> None:
+    """``fcntl.flock``, turning a refusal by the file system into LockNotSupportedError.
+
+    Raises:
+        BlockingIOError: another process holds the lock (non-blocking ``operation`` only).
+        LockNotSupportedError: the file system does not support the lock.
+    """
+    try:
+        fcntl.flock(fd, operation)
+    except OSError as error:
+        if error.errno in _HELD:
+            raise BlockingIOError(error.errno, os.strerror(error.errno)) from None
+        raise LockNotSupportedError.refused(path, what, error) from error
+
+
 def read_holder(path: Path) -> LockHolder | None:
     """The holder recorded in lock file ``path``; None when absent or not yet written."""
     try:
@@ -84,8 +131,9 @@ class ExclusiveLock:
     def held(self) -> bool:
         return self._fd is not None
 
-    def acquire(self, *, wait: bool = False) -> ExclusiveLock:
-        """Take the lock; raises :class:`LockHeldError` when busy unless ``wait``."""
+    def acquire(self, *, wait: bool = False) -> Self:
+        """Take the lock; raises :class:`LockHeldError` when busy unless ``wait``, and
+        :class:`LockNotSupportedError` when the file system cannot lock files."""
         if self._fd is not None:
             return self
         self.waited = False
@@ -93,7 +141,7 @@ class ExclusiveLock:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                _flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, self.path, self.what)
             except BlockingIOError:
                 holder = read_holder(self.path)
                 who = holder.describe() if holder else "a process that has not said who it is"
@@ -106,7 +154,7 @@ class ExclusiveLock:
                 logger.warning("%s is in use by %s; waiting for it to finish", self.what, who)
                 self.waited = True
                 started = time.perf_counter()
-                fcntl.flock(fd, fcntl.LOCK_EX)
+                _flock(fd, fcntl.LOCK_EX, self.path, self.what)
                 logger.info("%s is free after %.1f s", self.what, time.perf_counter() - started)
             record = json.dumps(asdict(LockHolder.this_process())).encode("utf-8")
             os.ftruncate(fd, 0)
@@ -128,11 +176,17 @@ class ExclusiveLock:
         finally:
             os.close(fd)
 
-    def __enter__(self) -> ExclusiveLock:
+    def __enter__(self) -> Self:
         return self.acquire()
 
     def __exit__(self, *exc_info: object) -> None:
         self.release()
 
 
-__all__ = ["ExclusiveLock", "LockHeldError", "LockHolder", "read_holder"]
+__all__ = [
+    "ExclusiveLock",
+    "LockHeldError",
+    "LockHolder",
+    "LockNotSupportedError",
+    "read_holder",
+]

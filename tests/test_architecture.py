@@ -21,6 +21,8 @@ SHARED = (
     "hf_megadocs.locks",
     "hf_megadocs.lifetime",
     "hf_megadocs.mapped_pages",
+    "hf_megadocs.extras",
+    "hf_megadocs.configs",
 )
 MAX_LINES = 400
 

