@@ -4,10 +4,12 @@ Run by ``make wheel-smoke`` with the venv that holds only the wheel and its core
 dependencies (no extras, no checkout on the path), from a folder outside the checkout:
 
 1. ``import hf_megadocs`` resolves to that venv's site-packages, not to a source tree;
-2. ``load_dataset("hf_megadocs", "simple_g2", ...)`` builds a corpus with the dummy backend
-   from a local text file;
-3. training runs a few steps through the installed entry points, ``hf-megadocs train`` and
-   ``accelerate launch -m hf_megadocs.train``, with a bundled config named, not a path.
+2. ``load_dataset("hf_megadocs", "simple_g2" | "real", ...)`` builds corpora with the dummy
+   backend from a local JSON Lines file, saved with ``save_to_disk`` as a user saves a
+   published corpus;
+3. training runs a few steps through the installed entry points: ``hf-megadocs train`` and
+   the dataset card's own command (``accelerate launch -m hf_megadocs.train --config
+   tiny_cpu ...``), with a bundled config named, not a path.
 
 Exits non-zero at the first failure, saying which step failed.
 """
@@ -69,47 +71,50 @@ def check_installed() -> None:
 
 
 def check_builder(source: Path) -> None:
+    """Build ``simple_g2`` and ``real`` and save them as a published corpus is fetched."""
     import datasets
 
-    corpus = datasets.load_dataset(
-        "hf_megadocs",
-        "simple_g2",
-        source=str(source),
-        backend="dummy",
-        max_new_tokens=32,
-        validation_fraction=0.25,
-        store_dir=str(HERE / "store"),
-    )
-    sizes = {split: len(rows) for split, rows in corpus.items()}
-    if not sizes.get("train"):
-        sys.exit(f"load_dataset gave no training rows: {sizes}")
-    print(f"simple_g2 rows per split: {sizes}")
+    knobs = {"source": str(source), "backend": "dummy", "max_new_tokens": 32,
+             "validation_fraction": 0.25, "store_dir": str(HERE / "store")}  # fmt: skip
+    for name in ("simple_g2", "real"):
+        corpus = datasets.load_dataset("hf_megadocs", name, **knobs)
+        sizes = {split: len(rows) for split, rows in corpus.items()}
+        if not sizes.get("train") or not sizes.get("validation"):
+            sys.exit(f"load_dataset('hf_megadocs', {name!r}) gave {sizes}")
+        corpus.save_to_disk(str(HERE / "data" / name))
+        print(f"{name} rows per split: {sizes}")
 
 
-def train_flags(source: Path, output_dir: Path) -> list[str]:
-    kwargs = {"source": str(source), "backend": "dummy", "max_new_tokens": 32,
-              "validation_fraction": 0.25, "store_dir": str(HERE / "store")}  # fmt: skip
-    return [
-        "--config", "tiny_cpu", "--data.corpus_kwargs", json.dumps(kwargs),
-        "--model.train_tokenizer_vocab", "512", "--model.hidden_size", "32",
-        "--model.intermediate_size", "64", "--model.num_attention_heads", "2",
-        "--data.seq_len", "64", "--max_steps", "3", "--eval.max_docs", "4",
-        "--eval.long_context_docs", "2", "--data.validation_docs", "8", "--eval_every", "0", "--save_every", "0",
-        "--log_with", "none", "--output_dir", str(output_dir),
-    ]  # fmt: skip
+TINY = [
+    "--model.hidden_size", "32", "--model.intermediate_size", "64",
+    "--model.num_attention_heads", "2", "--data.seq_len", "64", "--max_steps", "3",
+    "--eval.max_docs", "4", "--eval.long_context_docs", "2", "--data.validation_docs", "8",
+    "--eval_every", "0", "--save_every", "0", "--log_with", "none",
+]  # fmt: skip
+"""A model small enough for a smoke test (and no tracker: tensorboard is an extra)."""
 
 
-def check_training(source: Path) -> None:
+def check_training() -> None:
+    """``hf-megadocs train``, and the dataset card's own command (``accelerate launch -m``)."""
+    import shlex
+
+    from hf_megadocs.hub.provenance import train_command
+
+    card_line = train_command("someone/corpus", ["simple_g2", "real"]).splitlines()[-1]
+    card = shlex.split(card_line)
+    card[0] = str(BIN / card[0])  # this venv's accelerate
     commands = {
-        "hf-megadocs train": [str(BIN / "hf-megadocs"), "train"],
-        "accelerate launch -m hf_megadocs.train": [
-            str(BIN / "accelerate"), "launch", "--num_processes", "1", "--num_machines", "1",
-            "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "hf_megadocs.train",
+        "hf-megadocs train": [
+            str(BIN / "hf-megadocs"), "train", "--config", "tiny_cpu",
+            "--data.synthetic_path", "data/simple_g2", "--data.real_path", "data/real",
+            "--model.train_tokenizer_vocab", "512",
         ],
+        f"the card's command ({card_line})": card,
     }  # fmt: skip
-    for name, command in commands.items():
-        output_dir = HERE / "runs" / name.split()[0]
-        done = subprocess.run([*command, *train_flags(source, output_dir)], check=False)
+    for i, (name, command) in enumerate(commands.items()):
+        output_dir = HERE / "runs" / str(i)
+        flags = [*TINY, "--output_dir", str(output_dir)]
+        done = subprocess.run([*command, *flags], cwd=HERE, check=False)
         if done.returncode != 0:
             sys.exit(f"{name} exited {done.returncode}.")
         summary = json.loads((output_dir / "summary.json").read_text())
@@ -120,10 +125,10 @@ def main() -> None:
     started = step("import hf_megadocs from the installed wheel")
     check_installed()
     source = corpus_file()
-    step("load_dataset('hf_megadocs', 'simple_g2') with the dummy backend")
+    step("load_dataset('hf_megadocs', ...) with the dummy backend, saved to disk")
     check_builder(source)
     step("training through the installed entry points")
-    check_training(source)
+    check_training()
     print(f"wheel smoke test passed in {time.monotonic() - started:.0f} s", flush=True)
 
 

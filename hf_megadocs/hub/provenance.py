@@ -113,8 +113,10 @@ def collect_provenance(
 def train_command(repo_id: str, config_names: Sequence[str]) -> str:
     """Shell lines that fetch a published config and train on it with the project's recipe.
 
-    The trainer (``hf_megadocs.train``) reads local datasets through ``--data.synthetic_path`` and
-    ``--data.real_path`` (``save_to_disk`` folders), so the corpus is saved locally first.
+    The trainer (``hf_megadocs.train``) reads local datasets through ``--data.synthetic_path``
+    and ``--data.real_path`` (``save_to_disk`` folders), so the corpus is saved locally first.
+    It trains a BPE tokenizer on the real training split (as the main job does), so the
+    command needs only the installed wheel, not the embedded generator's package.
     """
     synthetic = next((n for n in config_names if n != "real"), None)
     fetch = [n for n in (synthetic, "real" if "real" in config_names else None) if n]
@@ -131,6 +133,7 @@ def train_command(repo_id: str, config_names: Sequence[str]) -> str:
     )
     if "real" in config_names:
         flags += ["--data.real_path", "data/real"]
+    flags += ["--model.train_tokenizer_vocab", "2048"]
     command = launch_command(["--config", "tiny_cpu", *flags], portable=True)
     lines.append(shell_line(command))
     return "\n".join(lines)

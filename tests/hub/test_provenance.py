@@ -16,5 +16,6 @@ def test_train_command_is_the_launcher_s_portable_command():
     assert "load_dataset('o/lee', 'stitched_g2').save_to_disk('data/stitched_g2')" in text
     assert text.splitlines()[-1] == (
         "accelerate launch -m hf_megadocs.train --config tiny_cpu "
-        "--data.synthetic_path data/stitched_g2 --data.real_path data/real"
+        "--data.synthetic_path data/stitched_g2 --data.real_path data/real "
+        "--model.train_tokenizer_vocab 2048"
     )
