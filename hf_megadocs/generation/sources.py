@@ -8,7 +8,6 @@ policy and counting every document it drops, by reason, in a :class:`SourceStats
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import re
 from collections import Counter
@@ -17,15 +16,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from hf_megadocs.generation.source_files import (
+    FILE_SUFFIXES,
+    BadRecord,
+    Located,
+    file_records,
+    missing_column_message,
+    source_files,
+    unencodable,
+)
 from hf_megadocs.records import SourceDoc
 
 logger = logging.getLogger(__name__)
 
 EMBEDDED_SOURCES = ("embedded", "embedded-long")
-FILE_SUFFIXES = (".jsonl", ".json", ".parquet")
 OnBadInput = Literal["error", "warn", "skip"]
 _MAX_WARNINGS = 20
 """Bad-input warnings logged per run under on_bad_input="warn"; the rest are only counted."""
+_SCHEMA_PROBE = 1000
+"""Records read, none with the text (or id) column, before that is a whole-source error."""
 
 
 @dataclass(kw_only=True)
@@ -47,8 +56,9 @@ class SourceConfig:
     max_docs: int | None = None
     """Stop after this many kept documents; None = all."""
     on_bad_input: OnBadInput = "warn"
-    """What to do with an empty, non-string or duplicate document: raise ("error"), log and
-    drop ("warn") or drop silently ("skip"). Drops are always counted."""
+    """What to do with a bad line or document (not UTF-8, not JSON, no text or id, empty,
+    non-string, duplicate): raise ("error"), log its ``file:line`` and drop it ("warn") or
+    drop it silently ("skip"). Drops are always counted, by reason."""
 
     def __post_init__(self) -> None:
         if not self.source:
@@ -78,8 +88,8 @@ class SourceStats:
     kept: int = 0
     """Documents yielded."""
     skipped: Counter = field(default_factory=Counter)
-    """Dropped documents by reason: "empty", "non_string_text", "missing_id",
-    "duplicate_id", "bad_json"."""
+    """Dropped documents by reason: "bad_encoding" (not UTF-8, or a lone surrogate),
+    "bad_json", "missing_text", "non_string_text", "empty", "missing_id", "duplicate_id"."""
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-serialisable view."""
@@ -117,70 +127,7 @@ def _without_underlines(text: str) -> str:
     return _UNDERLINE.sub("", text)
 
 
-def _source_files(source: str) -> list[Path] | None:
-    """The data files ``source`` names, or None when it is not a local path."""
-    path = Path(source).expanduser()
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in FILE_SUFFIXES)
-        if not files:
-            raise ValueError(
-                f"SourceConfig.source={source!r} is a directory without {', '.join(FILE_SUFFIXES)} "
-                "files; point it at a directory or file holding the documents."
-            )
-        return files
-    if path.is_file():
-        if path.suffix not in FILE_SUFFIXES:
-            raise ValueError(
-                f"SourceConfig.source={source!r} has suffix {path.suffix!r}; local files must be "
-                f"one of {', '.join(FILE_SUFFIXES)}."
-            )
-        return [path]
-    if path.suffix in FILE_SUFFIXES or source.startswith((".", "/", "~")):
-        raise ValueError(f"SourceConfig.source={source!r} does not exist; check the path.")
-    return None
-
-
-def _json_file_records(path: Path, bad: list[str]) -> Iterator[dict[str, Any]]:
-    """JSON Lines (.jsonl, or .json that is not one array) or one JSON array of objects."""
-    with path.open(encoding="utf-8") as handle:
-        first = handle.read(1)
-        while first and first.isspace():
-            first = handle.read(1)
-        handle.seek(0)
-        if path.suffix == ".json" and first == "[":
-            for item in json.load(handle):
-                if isinstance(item, dict):
-                    yield item
-                else:
-                    bad.append(f"{path}: array item is {type(item).__name__}, not an object")
-            return
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                bad.append(f"{path}:{line_number}: invalid JSON ({error.msg})")
-                continue
-            if isinstance(record, dict):
-                yield record
-            else:
-                bad.append(f"{path}:{line_number}: a {type(record).__name__}, not a JSON object")
-
-
-def _parquet_records(path: Path, columns: list[str]) -> Iterator[dict[str, Any]]:
-    import pyarrow.parquet as pq
-
-    parquet = pq.ParquetFile(path)
-    names = parquet.schema_arrow.names
-    missing = [c for c in columns if c not in names]
-    if missing:
-        raise ValueError(_missing_column_message(missing[0], names, str(path)))
-    for batch in parquet.iter_batches(batch_size=1024, columns=columns):
-        yield from batch.to_pylist()
-
-
-def _hub_records(config: SourceConfig) -> Iterator[dict[str, Any]]:
+def _hub_records(config: SourceConfig) -> Iterator[Located]:
     import datasets
 
     try:
@@ -194,97 +141,169 @@ def _hub_records(config: SourceConfig) -> Iterator[dict[str, Any]]:
             f"dataset (split={config.split!r}, dataset_config={config.dataset_config!r}): "
             f"{type(error).__name__}: {error}"
         ) from error
-    yield from dataset
+    features = getattr(dataset, "features", None)
+    for column in _columns(config) if features is not None else ():
+        if column not in features:
+            raise ValueError(missing_column_message(column, list(features), config.source))
+    records = iter(dataset)
+    index = 0
+    while True:
+        try:
+            record = next(records)
+        except StopIteration:
+            return
+        except Exception as error:  # datasets cannot skip a line it cannot read: say where
+            raise ValueError(
+                f"Source {config.source!r} could not be read past record {index} "
+                f"({type(error).__name__}: {error}). `datasets` cannot skip such a line; fix "
+                "the data, or point SourceConfig.source at the local .jsonl/.json/.parquet "
+                "files, where each bad line is dropped and counted."
+            ) from error
+        yield f"{config.source} record {index}", record
+        index += 1
 
 
-def _missing_column_message(column: str, available: list[str], where: str) -> str:
-    return (
-        f"Column {column!r} is not in source {where!r}; available columns: {sorted(available)}. "
-        "Set SourceConfig.text_column / id_column (--text-column / --id-column) to one of them."
-    )
+def _columns(config: SourceConfig) -> list[str]:
+    return [config.text_column] + ([config.id_column] if config.id_column else [])
 
 
-def _records(config: SourceConfig, bad: list[str]) -> Iterator[dict[str, Any]]:
+def _records(config: SourceConfig) -> Iterator[Located]:
     if config.source in EMBEDDED_SOURCES:
-        yield from _embedded_records(config.source)
+        for index, record in enumerate(_embedded_records(config.source)):
+            yield f"{config.source} record {index}", record
         return
-    files = _source_files(config.source)
+    files = source_files(config.source)
     if files is None:
         yield from _hub_records(config)
-        return
-    columns = [config.text_column] + ([config.id_column] if config.id_column else [])
-    for path in files:
-        if path.suffix == ".parquet":
-            yield from _parquet_records(path, columns)
-        else:
-            yield from _json_file_records(path, bad)
+    else:
+        yield from file_records(files, _columns(config))
+
+
+def _absent_or_null(record: dict[str, Any], column: str) -> str:
+    if column in record:
+        return f"{column!r} is null"
+    return f"{column!r} is absent; available columns: {sorted(record)}"
+
+
+def _document(config: SourceConfig, record: dict[str, Any], where: str) -> SourceDoc | BadRecord:
+    """The record as a document, or why it is dropped (its location in the detail)."""
+    text = record.get(config.text_column)
+    if text is None:
+        return BadRecord(
+            "missing_text", f"{where}: no text ({_absent_or_null(record, config.text_column)})"
+        )
+    if not isinstance(text, str):
+        return BadRecord("non_string_text", f"{where}: text is {type(text).__name__}, not str")
+    if not text.strip():
+        return BadRecord("empty", f"{where}: text is empty or whitespace")
+    problem = unencodable(text)  # it would crash hashing now, or writing the store later
+    if problem:
+        return BadRecord("bad_encoding", f"{where}: text has a {problem}")
+    if not config.id_column:
+        return SourceDoc(source_id=hashlib.sha256(text.encode("utf-8")).hexdigest()[:16], text=text)
+    if record.get(config.id_column) is None:
+        return BadRecord(
+            "missing_id", f"{where}: no id ({_absent_or_null(record, config.id_column)})"
+        )
+    source_id = str(record[config.id_column])
+    problem = unencodable(source_id)
+    if problem:
+        return BadRecord("bad_encoding", f"{where}: id has a {problem}")
+    return SourceDoc(source_id=source_id, text=text)
+
+
+class _Columns:
+    """Which of the text/id columns no record has had yet, and the columns seen meanwhile.
+
+    A column that some records lack is a per-record drop; one that no record has is a
+    configuration mistake, an error naming the available columns: raised at the end of the
+    source, or once ``_SCHEMA_PROBE`` records have gone by without it.
+    """
+
+    def __init__(self, columns: list[str], source: str) -> None:
+        self.unseen = list(columns)
+        self.available: set[str] = set()
+        self.records = 0
+        self.source = source
+
+    def see(self, record: dict[str, Any]) -> None:
+        """Note one record's columns; raise if a column is still absent after the probe."""
+        self.records += 1
+        self.unseen = [c for c in self.unseen if c not in record]
+        if self.unseen:
+            self.available.update(record)
+            if self.records >= _SCHEMA_PROBE:
+                self.check(f" (none of its first {self.records} records has it)")
+
+    def check(self, note: str = "") -> None:
+        """Raise if records were read and none had one of the columns."""
+        if self.unseen and self.records:
+            message = missing_column_message(self.unseen[0], list(self.available), self.source)
+            raise ValueError(message + note)
 
 
 def load_source(config: SourceConfig, stats: SourceStats | None = None) -> Iterator[SourceDoc]:
     """Yield the source's documents, dropping (and counting in ``stats``) bad ones.
 
-    A missing text or id column is always an error naming the available columns, whatever
-    ``on_bad_input`` says: it is a configuration mistake, not a bad document.
+    Each bad line or record (not UTF-8 or a lone surrogate, not JSON, no text or id, empty,
+    duplicate) is dropped and counted by reason, and located (``file:line``) in the warning
+    or, under ``on_bad_input="error"``, in the error. A text or id column that no record has
+    is always an error naming the available columns, whatever ``on_bad_input`` says: it is a
+    configuration mistake, not a bad document.
     """
     stats = SourceStats() if stats is None else stats
     seen: set[str] = set()
-    bad_lines: list[str] = []
+    columns = _Columns(_columns(config), config.source)
+    held: list[tuple[str, str]] = []
+    """Missing-column warnings held until that column is known to exist somewhere."""
     warnings = 0
 
-    def drop(reason: str, detail: str) -> None:
+    def warn(reason: str, detail: str) -> None:
         nonlocal warnings
-        stats.skipped[reason] += 1
+        warnings += 1
+        if warnings <= _MAX_WARNINGS:
+            logger.warning("Dropping document (%s): %s", reason, detail)
+        elif warnings == _MAX_WARNINGS + 1:
+            logger.warning("More bad documents: counting them without further warnings.")
+
+    def drop(bad: BadRecord) -> None:
+        stats.skipped[bad.reason] += 1
         if config.on_bad_input == "error":
             raise ValueError(
-                f"Bad document in source {config.source!r}: {detail}. Fix the data, or set "
+                f"Bad document in source {config.source!r}: {bad.detail}. Fix the data, or set "
                 "on_bad_input='warn' or 'skip' to drop such documents (they are counted)."
             )
         if config.on_bad_input == "warn":
-            warnings += 1
-            if warnings <= _MAX_WARNINGS:
-                logger.warning("Dropping document (%s): %s", reason, detail)
-            elif warnings == _MAX_WARNINGS + 1:
-                logger.warning("More bad documents: counting them without further warnings.")
+            if columns.unseen and bad.reason.startswith("missing_"):
+                held.append((bad.reason, bad.detail))
+                del held[_MAX_WARNINGS:]
+            else:
+                warn(bad.reason, bad.detail)
 
-    for record in _records(config, bad_lines):
-        while bad_lines:
-            stats.read += 1
-            drop("bad_json", bad_lines.pop(0))
+    for where, record in _records(config):
         stats.read += 1
-        where = f"record {stats.read - 1}"
-        if config.text_column not in record:
-            raise ValueError(
-                _missing_column_message(config.text_column, list(record), config.source)
-            )
-        text = record[config.text_column]
-        if not isinstance(text, str):
-            drop("non_string_text", f"{where}: text is {type(text).__name__}, not str")
+        if isinstance(record, BadRecord):
+            drop(BadRecord(record.reason, f"{where}: {record.detail}"))
             continue
-        if not text.strip():
-            drop("empty", f"{where}: text is empty or whitespace")
+        if columns.unseen:
+            columns.see(record)
+        doc = _document(config, record, where)
+        if not columns.unseen and held:
+            for reason, detail in held:
+                warn(reason, detail)
+            held.clear()
+        if isinstance(doc, BadRecord):
+            drop(doc)
             continue
-        if config.id_column:
-            if config.id_column not in record:
-                raise ValueError(
-                    _missing_column_message(config.id_column, list(record), config.source)
-                )
-            if record[config.id_column] is None:
-                drop("missing_id", f"{where}: id is null")
-                continue
-            source_id = str(record[config.id_column])
-        else:
-            source_id = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-        if source_id in seen:
-            drop("duplicate_id", f"{where}: id {source_id!r} was already read")
+        if doc.source_id in seen:
+            drop(BadRecord("duplicate_id", f"{where}: id {doc.source_id!r} was already read"))
             continue
-        seen.add(source_id)
+        seen.add(doc.source_id)
         stats.kept += 1
-        yield SourceDoc(source_id=source_id, text=text)
+        yield doc
         if config.max_docs is not None and stats.kept >= config.max_docs:
             break
-    for detail in bad_lines:
-        stats.read += 1
-        drop("bad_json", detail)
+    columns.check()
     if stats.skipped:
         logger.info(
             "Source %r: read %d, kept %d, dropped %s",
