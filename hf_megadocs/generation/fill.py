@@ -144,7 +144,9 @@ def _generate_missing(
     """Generate this shard's requests that the store lacks, appending after every batch.
 
     Only one process fills a shard at a time (:func:`shard_lock`); the lock is taken only
-    when something is missing, so a read-only store that has everything still serves.
+    when something is missing, so a read-only store that has everything still serves. The
+    survey reads back every record it counts as cached (:meth:`GenerationStore.verifying`):
+    a damaged one is generated again now, not found missing by the reads after the fill.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
@@ -152,7 +154,8 @@ def _generate_missing(
         raise ValueError(f"shard_index must be in [0, num_shards={num_shards}), got {shard_index}.")
     store.refresh()
     logger.info("%s: before: %s", desc, store.health())
-    surveyed = survey(requests, store, shard_index, num_shards)
+    with store.verifying():
+        surveyed = survey(requests, store, shard_index, num_shards)
     summary = _summary(surveyed)
     if surveyed.missing:
         store.ensure_writable()
@@ -160,7 +163,8 @@ def _generate_missing(
         try:
             if lock.waited:  # the other filler may have generated what we lack
                 store.refresh()
-                surveyed = survey(requests, store, shard_index, num_shards)
+                with store.verifying():
+                    surveyed = survey(requests, store, shard_index, num_shards)
                 summary = _summary(surveyed)
             if surveyed.missing:
                 batches = missing_batches(requests, store, batch_size, shard_index, num_shards)

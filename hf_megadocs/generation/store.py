@@ -2,7 +2,7 @@
 
 Layout under the store root::
 
-    generations/shard-<i>-of-<n>-<host>-<pid>.jsonl   one Generation.to_json() per line
+    generations/shard-<i>-of-<n>-<host>-<pid>.jsonl   one checksummed record per line
     index/shard-<i>-of-<n>-<host>-<pid>.idx          its persisted index (store_index.py)
     prompts.jsonl                                    every prompt template used, verbatim
     runs/<writer>-<timestamp>.json                   resolved config + summary per run
@@ -11,39 +11,54 @@ Each process writes only its own file, so concurrent shards never share one. Lin
 flushed and fsynced after each batch. A process killed mid-write leaves at most one torn
 last line, which readers ignore. Readers see the union of all files; when a key occurs twice
 the first occurrence (files in name order) wins and the duplicate is counted.
+
+Every read is verified: the line's checksum (:mod:`.store_lines`) and that it holds the key
+asked for. A line that fails makes the store rebuild its file's index from the JSONL, as
+when the index is missing: a damaged line then counts as corrupt and its key as missing
+(the next fill generates it again), entries that pointed at the wrong line point right,
+and every count (duplicates included) comes from the data again.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
 import os
-import re
-import socket
 import tempfile
-import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from hf_megadocs.generation.embedded import cache_root
-from hf_megadocs.generation.prompts import PromptTemplate
 from hf_megadocs.generation.store_index import (
     CORRUPT,
-    ENTRY,
     FileIndex,
-    index_lock,
+    first_report,
     key_bytes,
     key_text,
 )
 from hf_megadocs.generation.store_keys import LOCATION, MISSING, KeyTable
-from hf_megadocs.jsonl import append_record, read_records
+from hf_megadocs.generation.store_lines import DamagedLine, decode, verify
+from hf_megadocs.generation.store_runs import PromptsAndRuns
+from hf_megadocs.generation.store_writer import StoreWriter, writer_name
 from hf_megadocs.records import Generation
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Damage:
+    """A record that did not read back intact."""
+
+    row: int
+    """Its position among the keys being read."""
+    file_id: int
+    offset: int
+    problem: str
 
 
 def resolve_store_dir(store_dir: str | os.PathLike[str] | None = None) -> Path:
@@ -56,21 +71,11 @@ def resolve_store_dir(store_dir: str | os.PathLike[str] | None = None) -> Path:
     return cache_root() / "store"
 
 
-def writer_name(shard_index: int, num_shards: int) -> str:
-    """``shard-<i>-of-<n>-<host>-<pid>``: unique per process, so no two writers share a file."""
-    host = re.sub(r"[^A-Za-z0-9.-]+", "-", socket.gethostname()) or "host"
-    return f"shard-{shard_index}-of-{num_shards}-{host}-{os.getpid()}"
-
-
-def _dumps(record: dict[str, Any]) -> bytes:
-    return (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
-
-
 class StoreNotWritableError(ValueError):
     """The store folder cannot take new generations; raised before any backend starts."""
 
 
-class GenerationStore:
+class GenerationStore(PromptsAndRuns):
     """Index over every generation under ``root``; reads records from disk on demand.
 
     Opening a store reads each file's persisted index (:mod:`.store_index`, 40 bytes per
@@ -85,8 +90,10 @@ class GenerationStore:
         self._table = KeyTable()
         self.corrupt_lines = 0
         """Complete lines that are not a valid generation record (e.g. a torn line later
-        followed by another writer session)."""
-        self._tokens = Counter()
+        followed by another writer session, or a line a read found damaged)."""
+        self._unverified = 0
+        self._verify_lookups = False
+        self._tokens: Counter = Counter()
         self._flags: Counter = Counter()
         self._prompt_counts: Counter = Counter()
         self.refresh()
@@ -122,6 +129,10 @@ class GenerationStore:
             self._files.append(FileIndex(path, self.index_dir))
         return file_id
 
+    def file_index(self, path: Path) -> FileIndex:
+        """The index of store file ``path`` (its writer adds to it)."""
+        return self._files[self._file_id(path)]
+
     def _add(self, added: list[tuple[int, np.ndarray]]) -> None:
         """Take new entries (file order: the first occurrence of a key wins)."""
         if not added:
@@ -152,8 +163,9 @@ class GenerationStore:
             (file_ids.astype(np.uint64) << 32) | entries["label"], return_counts=True
         )
         for pair, count in zip(pairs.tolist(), counts.tolist(), strict=True):
-            prompt_id, flags = self._files[pair >> 32].labels[pair & 0xFFFFFFFF]
+            prompt_id, flags, checked = self._files[pair >> 32].labels[pair & 0xFFFFFFFF]
             self._prompt_counts[prompt_id] += count
+            self._unverified += 0 if checked else count
             for flag in flags:
                 self._flags[flag] += count
 
@@ -162,8 +174,31 @@ class GenerationStore:
         return self._table.locate(key_bytes(keys))
 
     def contains(self, keys: list[str]) -> np.ndarray:
-        """For each of ``keys``, whether the store holds it (one vectorised lookup)."""
+        """For each of ``keys``, whether the store holds it (one vectorised lookup; within
+        :meth:`verifying`, :meth:`verify`)."""
+        if self._verify_lookups:
+            return self.verify(keys)
         return self.locate(keys)["file"] != MISSING
+
+    def verify(self, keys: list[str]) -> np.ndarray:
+        """For each of ``keys``, whether the store holds it intact: every held record is
+        read back and checked (its checksum and key; a record without checksum is parsed).
+        A damaged one is repaired as on any read, and counts as missing."""
+        held = np.zeros(len(keys), dtype=bool)
+        for row, _ in self._verified_reads(key_bytes(keys), parse=False):
+            held[row] = True
+        return held
+
+    @contextlib.contextmanager
+    def verifying(self) -> Iterator[None]:
+        """Within it, :meth:`contains` is :meth:`verify`: a fill's survey counts a key as
+        held only once its record read back intact, so a damaged one is generated again
+        in the same run instead of failing the reads after it."""
+        previous, self._verify_lookups = self._verify_lookups, True
+        try:
+            yield
+        finally:
+            self._verify_lookups = previous
 
     def keys(self) -> set[str]:
         """Every stored key."""
@@ -185,21 +220,57 @@ class GenerationStore:
         return self.get_many([key]).get(key)
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Generation]:
-        """The stored generations among ``keys`` (missing keys are left out)."""
+        """The stored generations among ``keys`` (missing keys are left out, and so are
+        records that do not read back intact: see :meth:`_verified_reads`)."""
         unique = list(dict.fromkeys(keys))
-        where = self.locate(unique)
-        present = np.flatnonzero(where["file"] != MISSING)
-        return {unique[i]: generation for i, generation in self._read(where, present)}
+        found = self._verified_reads(key_bytes(unique))
+        return {unique[row]: generation for row, generation in found if generation is not None}
 
     def iter_generations(self) -> Iterator[Generation]:
         """Every stored generation, file by file in line order (the first of duplicated
-        keys); one record in memory at a time, for passes over a whole store."""
-        where = self._table.locations()
-        for _, generation in self._read(where, np.arange(len(where))):
-            yield generation
+        keys; a record re-found by a repair comes last); one record in memory at a time, for
+        passes over a whole store."""
+        for _, generation in self._verified_reads(self._table.digest_array()):
+            if generation is not None:
+                yield generation
 
-    def _read(self, where: np.ndarray, rows: np.ndarray) -> Iterator[tuple[int, Generation]]:
-        """(row, record) for the ``where[rows]`` locations, read in file and offset order."""
+    def _verified_reads(
+        self, digests: np.ndarray, *, parse: bool = True
+    ) -> Iterator[tuple[int, Generation | None]]:
+        """(i, generation) for each of ``digests`` held intact, read in file and offset order
+        (without ``parse``, a checksummed record is only checked: its generation is None).
+
+        A record that fails its checksum, does not parse or holds another key is left out;
+        after the pass the store is repaired (:meth:`_repair`) and those keys are read once
+        more: a key whose index entry was wrong is then found, a damaged record is not.
+        """
+        rows = np.arange(len(digests))
+        for attempt in range(2):
+            where = self._table.locate(digests[rows])
+            damaged = []
+            for i, file_id, offset, line in self._lines(where):
+                row, key = int(rows[i]), key_text(digests[rows[i]])
+                generation = None
+                try:
+                    if parse:
+                        generation = decode(line, key)[0]
+                    elif not verify(line, key):
+                        decode(line, key)  # no checksum: parsing is the only check
+                except DamagedLine as err:
+                    damaged.append(_Damage(row, file_id, offset, str(err)))
+                    continue
+                yield row, generation
+            if not damaged:
+                return
+            self._repair(damaged)
+            if attempt:
+                return
+            rows = np.array([d.row for d in damaged], dtype=np.int64)
+
+    def _lines(self, where: np.ndarray) -> Iterator[tuple[int, int, int, bytes]]:
+        """(i, file, offset, line) for the held locations among ``where``, in file and
+        offset order."""
+        rows = np.flatnonzero(where["file"] != MISSING)
         rows = rows[np.lexsort((where["offset"][rows], where["file"][rows]))]
         handle = None
         current = -1
@@ -212,10 +283,39 @@ class GenerationStore:
                     handle = self._files[file_id].jsonl.open("rb")
                     current = file_id
                 handle.seek(offset)
-                yield i, Generation.from_json(json.loads(handle.read(length)))
+                yield i, file_id, offset, handle.read(length)
         finally:
             if handle is not None:
                 handle.close()
+
+    def _repair(self, damaged: list[_Damage]) -> None:
+        """Say where records read back wrong (one WARNING per file), then rebuild the
+        index of their files from the JSONL and every count from the data."""
+        by_file: dict[int, list[_Damage]] = {}
+        for damage in damaged:
+            by_file.setdefault(damage.file_id, []).append(damage)
+        for file_id, found in by_file.items():
+            path = self._files[file_id].jsonl
+            new = [d for d in found if first_report(path, d.offset)]
+            if new:
+                more = f" ({len(new) - 1} more record(s) too)" if len(new) > 1 else ""
+                logger.warning(
+                    "%s: the record at byte %d does not read back intact: %s%s. Rebuilding "
+                    "the index of this file from its JSONL: an entry that pointed at the "
+                    "wrong line points right again; a damaged line is skipped as corrupt and "
+                    "its key counts as missing, so the next fill that needs it generates it.",
+                    path,
+                    new[0].offset,
+                    new[0].problem,
+                    more,
+                )
+        for file_id, file_index in enumerate(self._files):
+            file_index.reset(rebuild=file_id in by_file)
+        self._table = KeyTable()
+        self.corrupt_lines = self._unverified = 0
+        for counter in (self._tokens, self._flags, self._prompt_counts):
+            counter.clear()
+        self.refresh()
 
     def stats(self) -> dict[str, Any]:
         """Counts for logs and dataset cards: records, tokens, flags, files, anomalies."""
@@ -229,16 +329,20 @@ class GenerationStore:
             "duplicates": self.duplicates,
             "torn_lines": sum(f.torn for f in self._files),
             "corrupt_lines": self.corrupt_lines,
+            "unverified": self._unverified,
         }
 
     def health(self) -> str:
-        """One line for logs: records, files, duplicates, torn and corrupt lines, flags."""
+        """One line for logs: records, files, duplicates, torn and corrupt lines (what the
+        reads found included), records without checksum, flags."""
         stats = self.stats()
         flags = ", ".join(f"{name} {count}" for name, count in sorted(stats["flags"].items()))
+        unverified = stats["unverified"]
+        old = f"{unverified} unverified (written without checksum); " if unverified else ""
         return (
             f"store {self.root}: {stats['count']} generations in {stats['files']} file(s); "
             f"{stats['duplicates']} duplicate, {stats['torn_lines']} torn, "
-            f"{stats['corrupt_lines']} corrupt line(s) skipped; flags: {flags or 'none'}"
+            f"{stats['corrupt_lines']} corrupt line(s) skipped; {old}flags: {flags or 'none'}"
         )
 
     # ----------------------------------------------------------------- writing
@@ -268,133 +372,12 @@ class GenerationStore:
         """An appender to this process's own file for shard ``shard_index`` of ``num_shards``."""
         return StoreWriter(self, shard_index, num_shards)
 
-    def _written(self, path: Path, entries: np.ndarray, end: int) -> FileIndex:
+    def written(self, path: Path, entries: np.ndarray, end: int) -> FileIndex:
         """Take entries a writer of this process just appended to ``path``."""
         file_id = self._file_id(path)
         self._files[file_id].add_written(entries, end)
         self._add([(file_id, entries)])
         return self._files[file_id]
-
-    def record_prompt(self, template: PromptTemplate) -> None:
-        """Add ``template`` verbatim to ``prompts.jsonl`` unless its hash is already there."""
-        if any(p["content_hash"] == template.content_hash for p in self.prompts()):
-            return
-        self.root.mkdir(parents=True, exist_ok=True)
-        append_record(self.root / "prompts.jsonl", template.as_record())
-
-    def prompts(self) -> list[dict[str, Any]]:
-        """Every recorded prompt template (id, content_hash, system, user), first use first."""
-        path = self.root / "prompts.jsonl"
-        if not path.is_file():
-            return []
-        seen: dict[str, dict[str, Any]] = {}
-        for record in read_records(path)[0]:
-            seen.setdefault(record["content_hash"], record)
-        return list(seen.values())
-
-    def record_run(
-        self,
-        config: dict[str, Any],
-        summary: dict[str, Any],
-        *,
-        shard_index: int = 0,
-        num_shards: int = 1,
-    ) -> Path:
-        """Write ``runs/<writer>-<timestamp>.json`` with the resolved config and summary."""
-        runs = self.root / "runs"
-        runs.mkdir(parents=True, exist_ok=True)
-        now = time.time()
-        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}"
-        path = runs / f"{writer_name(shard_index, num_shards)}-{stamp}Z.json"
-        tmp = path.with_suffix(".tmp")
-        payload = {"config": config, "summary": summary, "created_utc": stamp + "Z"}
-        with tmp.open("w", encoding="utf-8") as handle:
-            handle.write(json.dumps(payload, indent=2, sort_keys=True, default=str))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        return path
-
-    def runs(self) -> list[dict[str, Any]]:
-        """Every recorded run (config, summary, created_utc), oldest first."""
-        folder = self.root / "runs"
-        if not folder.is_dir():
-            return []
-        records = []
-        for path in folder.glob("*.json"):
-            try:
-                records.append((json.loads(path.read_text(encoding="utf-8")), path.name))
-            except ValueError as err:
-                # Run records are written atomically; a broken one was damaged afterwards.
-                logger.warning("Skipping unreadable run record %s (%s)", path, err)
-        records.sort(key=lambda item: (item[0].get("created_utc", ""), item[1]))
-        return [record for record, _ in records]
-
-
-class StoreWriter:
-    """Appends generations to this process's shard file; flush + fsync after each batch.
-
-    Holds the file's index lock while open and writes the index entries of every batch
-    right after the batch itself is durable.
-    """
-
-    def __init__(self, store: GenerationStore, shard_index: int, num_shards: int) -> None:
-        if not 0 <= shard_index < num_shards:
-            raise ValueError(
-                f"shard_index must be in [0, num_shards={num_shards}), got {shard_index}."
-            )
-        self.store = store
-        self.name = writer_name(shard_index, num_shards)
-        store.generations_dir.mkdir(parents=True, exist_ok=True)
-        self.path = store.generations_dir / f"{self.name}.jsonl"
-        self._lock = index_lock(self.path, store.index_dir).acquire()
-        self._handle = self.path.open("ab")
-        self.written = 0
-        if self._handle.tell() > 0:
-            with self.path.open("rb") as existing:
-                existing.seek(-1, os.SEEK_END)
-                if existing.read(1) != b"\n":  # keep an earlier torn tail on its own line
-                    self._handle.write(b"\n")
-                    self._handle.flush()
-        store.refresh()  # the file's earlier lines are indexed before ours follow them
-        self._index = store._files[store._file_id(self.path)]
-        self._index.persist(locked=True)
-
-    def append(self, generations: list[Generation]) -> None:
-        """Write ``generations`` durably, then add them to the store's index."""
-        if not generations:
-            return
-        keys = key_bytes([g.key for g in generations])  # a malformed key: refused unwritten
-        offset = self._handle.tell()
-        lines = [_dumps(g.to_json()) for g in generations]
-        self._handle.write(b"".join(lines))
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
-        lengths = np.array([len(line) for line in lines], dtype="<u8")
-        entries = np.empty(len(generations), dtype=ENTRY)
-        entries["key"] = keys
-        entries["length"] = lengths
-        entries["offset"] = offset + np.cumsum(lengths) - lengths
-        entries["prompt_tokens"] = [g.prompt_tokens for g in generations]
-        entries["completion_tokens"] = [g.completion_tokens for g in generations]
-        entries["label"] = [
-            self._index.label_id((g.prompt_id, tuple(g.flags))) for g in generations
-        ]
-        end = offset + int(lengths.sum())
-        self.store._written(self.path, entries, end).persist(locked=True)
-        self.written += len(generations)
-
-    def close(self) -> None:
-        """Close the file and give up its index lock. Safe to call twice."""
-        if not self._handle.closed:
-            self._handle.close()
-        self._lock.release()
-
-    def __enter__(self) -> StoreWriter:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
 
 __all__ = ["GenerationStore", "StoreWriter", "writer_name"]

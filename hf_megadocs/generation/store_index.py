@@ -7,7 +7,9 @@ Beside every writer file ``generations/NAME.jsonl`` the store keeps::
     index/NAME.lock           held while the index is written (by the file's writer)
 
 The JSONL stays the source of truth. An index that is missing, torn, or does not match its
-JSONL (a line at a recorded offset that is not the recorded key) is rebuilt from the JSONL;
+JSONL (entries that overlap, bytes between two entries that are not blank, a last entry
+that is not the line of its key) is rebuilt from the JSONL; so is one whose records a read
+finds damaged or under another key (:meth:`FileIndex.reset`, called by the store);
 lines appended after the index (a writer killed between its fsync and its index write, a
 file written before indexes existed) are read from the JSONL and added. Only a process
 holding ``NAME.lock`` writes ``NAME.idx``, so concurrent readers never tear it.
@@ -22,9 +24,11 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
+from hf_megadocs.generation.store_lines import DamagedLine, decode
 from hf_megadocs.jsonl import append_record, read_records
 from hf_megadocs.locks import ExclusiveLock, LockHeldError
 
@@ -45,8 +49,22 @@ ENTRY = np.dtype(
 CORRUPT = 0xFFFFFFFF
 """The label of a complete line that is not a generation record (kept so counts persist)."""
 
-Label = tuple[str, tuple[str, ...]]
-"""(prompt_id, flags) of a generation: what the store's statistics count."""
+Label = tuple[str, tuple[str, ...], bool]
+"""(prompt_id, flags, checked) of a generation: what the store's statistics count;
+``checked``: its line carries a checksum (:mod:`.store_lines`)."""
+
+_reported: set[tuple[Path, int]] = set()
+"""Damaged lines (file, byte offset) already reported at WARNING by this process: each is
+reported once, however many store objects and rebuilds meet it."""
+
+
+def first_report(path: Path, offset: int) -> bool:
+    """Whether the damaged line of ``path`` at ``offset`` is reported for the first time
+    (it counts as reported from now on)."""
+    if (path, offset) in _reported:
+        return False
+    _reported.add((path, offset))
+    return True
 
 
 def key_bytes(keys: list[str]) -> np.ndarray:
@@ -165,7 +183,7 @@ class FileIndex:
             offset=self.persisted * ENTRY.itemsize,
         )
         labels = [
-            (str(record["prompt_id"]), tuple(record["flags"]))
+            (str(record["prompt_id"]), tuple(record["flags"]), bool(record.get("checked")))
             for record in read_records(self.labels_path)[0]
         ] if self.labels_path.is_file() else []  # fmt: skip
         problem = self._check(entries, labels)
@@ -177,13 +195,14 @@ class FileIndex:
         self.label_ids = {label: i for i, label in enumerate(labels)}
         self.persisted += len(entries)
         self.persisted_labels = len(labels)
-        corrupt = entries["offset"][entries["label"] == CORRUPT]
-        if len(corrupt):
+        corrupt = entries["offset"][entries["label"] == CORRUPT].tolist()
+        new = [offset for offset in corrupt if first_report(self.jsonl, offset)]
+        if new:
             logger.warning(
                 "Skipping %d line(s) of %s that are not generation records (first at byte %d)",
-                len(corrupt),
+                len(new),
                 self.jsonl,
-                int(corrupt[0]),
+                new[0],
             )
         return entries
 
@@ -199,14 +218,33 @@ class FileIndex:
             return "an entry names a label the labels file lacks"
         try:
             with self.jsonl.open("rb") as handle:
+                problem = self._check_gaps(handle, offsets, lengths)
                 handle.seek(int(offsets[-1]))
                 last = handle.read(int(lengths[-1]))
         except OSError as err:
             return f"the JSONL cannot be read ({err.strerror})"
+        if problem:
+            return problem
         if len(last) != int(lengths[-1]) or not last.endswith(b"\n"):
             return f"the JSONL is shorter than the {int(offsets[-1] + lengths[-1]):,} bytes indexed"
         if entries["label"][-1] != CORRUPT and _line_key(last) != entries["key"][-1]:
-            return f"the line at byte {int(offsets[-1]):,} is not the indexed key"
+            return f"the line at byte {int(offsets[-1])} is not the indexed key"
+        return ""
+
+    def _check_gaps(self, handle: BinaryIO, offsets: np.ndarray, lengths: np.ndarray) -> str:
+        """Why the bytes between consecutive entries are not blank lines, or "".
+
+        Entries tile the JSONL but for blank lines, so an entry whose length or offset is
+        wrong leaves part of a line between two entries. Gaps are rare: this reads only
+        them, never a record.
+        """
+        starts = np.concatenate(([self.covered], offsets[:-1] + lengths[:-1]))
+        for i in np.flatnonzero(offsets > starts).tolist():
+            start, stop = int(starts[i]), int(offsets[i])
+            handle.seek(start)
+            if handle.read(stop - start).strip():
+                where = f"the entry at byte {int(offsets[i - 1])}" if i else "the first entry"
+                return f"{where} ends at byte {start}, but the next line begins at byte {stop}"
         return ""
 
     def _parse(self, start: int, stop: int | None = None) -> tuple[np.ndarray, int, bool]:
@@ -231,21 +269,21 @@ class FileIndex:
         return np.array(rows, dtype=ENTRY), offset, torn
 
     def _entry(self, line: bytes, offset: int) -> tuple[bytes, int, int, int, int, int]:
+        # A line counts as a record only if a read would serve it: the same decode.
         try:
-            record = json.loads(line)
-            key = bytes.fromhex(record["key"])
-            if len(key) != 16:
-                raise ValueError(record["key"])
-            label = (str(record.get("prompt_id", "")), tuple(record.get("flags", ())))
-            tokens = (int(record.get("prompt_tokens", 0)), int(record.get("completion_tokens", 0)))
-        except (ValueError, KeyError, TypeError, AttributeError):
-            logger.warning(
-                "Skipping a line that is not a generation record in %s at byte %d",
-                self.jsonl,
-                offset,
-            )
+            generation, checked = decode(line)
+        except DamagedLine as err:
+            if first_report(self.jsonl, offset):
+                logger.warning(
+                    "Skipping a line that is not a generation record in %s at byte %d: %s",
+                    self.jsonl,
+                    offset,
+                    err,
+                )
             return (b"", offset, len(line), 0, 0, CORRUPT)
-        return (key, offset, len(line), *tokens, self.label_id(label))
+        label = (generation.prompt_id, generation.flags, checked)
+        tokens = (generation.prompt_tokens, generation.completion_tokens)
+        return (bytes.fromhex(generation.key), offset, len(line), *tokens, self.label_id(label))
 
     def label_id(self, label: Label) -> int:
         """The id of ``label`` in this file's labels table, adding it when new."""
@@ -254,6 +292,15 @@ class FileIndex:
             found = self.label_ids[label] = len(self.labels)
             self.labels.append(label)
         return found
+
+    def reset(self, *, rebuild: bool) -> None:
+        """Forget every entry, so that the next :meth:`catch_up` loads them all again:
+        from ``NAME.idx``, or (``rebuild``) from the JSONL, as when the index is missing;
+        the next :meth:`persist` then writes the rebuilt index whole."""
+        self.labels, self.label_ids = [], {}
+        self.covered = self.persisted = self.persisted_labels = 0
+        self.pending = []
+        self.rewrite = self.rewrite or rebuild
 
     # ----------------------------------------------------------------- writing
     def add_written(self, entries: np.ndarray, end: int) -> None:
@@ -319,13 +366,16 @@ class FileIndex:
 
 
 def _label_record(label: Label) -> dict[str, object]:
-    return {"prompt_id": label[0], "flags": list(label[1])}
+    record: dict[str, object] = {"prompt_id": label[0], "flags": list(label[1])}
+    if label[2]:
+        record["checked"] = True  # absent in labels files written before checksums
+    return record
 
 
 def _line_key(line: bytes) -> bytes | None:
     try:
-        return bytes.fromhex(json.loads(line)["key"]).rstrip(b"\0")
-    except (ValueError, KeyError, TypeError):
+        return bytes.fromhex(decode(line)[0].key).rstrip(b"\0")
+    except DamagedLine:
         return None
 
 
@@ -336,4 +386,13 @@ def _replace(path: Path, payload: bytes) -> None:
     os.replace(tmp, path)
 
 
-__all__ = ["CORRUPT", "ENTRY", "FileIndex", "index_lock", "key_bytes", "key_text"]
+__all__ = [
+    "CORRUPT",
+    "ENTRY",
+    "FileIndex",
+    "Label",
+    "first_report",
+    "index_lock",
+    "key_bytes",
+    "key_text",
+]

@@ -87,6 +87,10 @@ class KeyTable:
         recent = np.array(list(self._recent.values()), dtype=LOCATION)
         return np.concatenate([self._where, recent])
 
+    def digest_array(self) -> np.ndarray:
+        """Every key held (``S16``), in the order of :meth:`locations`."""
+        return np.concatenate([self._keys, np.array(list(self._recent), dtype="S16")])
+
     def digests(self) -> list[bytes]:
         """Every key held (numpy's ``S16`` items: trailing zero bytes dropped)."""
         return self._keys.tolist() + list(self._recent)
