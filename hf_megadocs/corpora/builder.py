@@ -6,6 +6,14 @@ declaring the lineage columns, ``_split_generators`` that fills missing generati
 (:func:`hf_megadocs.corpora.plan.prepare_corpus`) and puts shard lists in ``gen_kwargs``, and
 ``_generate_examples`` that only reads the store and assembles, yielding ``Key(shard, i)``.
 
+Only ``download_and_prepare`` generates. ``datasets`` also calls ``_split_generators``, with a
+``StreamingDownloadManager``, to list splits (``get_dataset_split_names``,
+``get_dataset_config_info``, ``get_dataset_infos``) and to stream: like a streaming download
+manager that downloads nothing, those calls generate nothing. Split names come from reading
+the source alone (:func:`~hf_megadocs.corpora.plan.split_sizes`), and ``streaming=True`` reads
+a store that already holds every generation, or refuses naming ``hf-megadocs generate``
+(:mod:`hf_megadocs.corpora.stored`).
+
 Any grammatical name works, not only the listed ones (``stitched_g3``, ``latent_g48``):
 :meth:`MegadocsBuilder._create_builder_config` builds and validates the config from the
 name and the knobs, and derives the cache ``config_id`` from every knob that changes the
@@ -21,6 +29,7 @@ from typing import Any
 
 import datasets
 from datasets.builder import Key
+from datasets.download.streaming_download_manager import StreamingDownloadManager
 from datasets.fingerprint import Hasher
 
 from hf_megadocs.corpora import plan as corpus
@@ -32,6 +41,7 @@ from hf_megadocs.corpora.names import (
     common_config_names,
     parse_config_name,
 )
+from hf_megadocs.corpora.stored import stored_corpus
 from hf_megadocs.generation.spawn_guard import refuse_unguarded_spawn
 
 logger = logging.getLogger(__name__)
@@ -61,6 +71,8 @@ FEATURES = datasets.Features(
 )
 """Row schema: text plus lineage (segments are character offsets, end exclusive);
 ``num_generations`` is the corpus's G, ``row_generations`` the generations in the row."""
+VALIDATION_SPLITS = ("validation", "validation_long")
+"""Splits of real held-out documents: streaming them needs no generation."""
 
 
 class MegadocsBuilder(datasets.GeneratorBasedBuilder):
@@ -76,6 +88,9 @@ class MegadocsBuilder(datasets.GeneratorBasedBuilder):
     generation_backend: Any = None
     """An already-running backend for missing generations (set by ``load_corpus``); dropped
     after ``_split_generators`` so the builder stays picklable for ``num_proc`` workers."""
+
+    _streamed: corpus.CorpusPlan | None = None
+    """The checked plan :meth:`as_streaming_dataset` streams, while it runs."""
 
     config: MegadocsConfig
 
@@ -125,27 +140,41 @@ class MegadocsBuilder(datasets.GeneratorBasedBuilder):
             features=FEATURES,
         )
 
+    def as_streaming_dataset(
+        self, split: str | None = None, base_path: str | None = None
+    ) -> datasets.IterableDataset | dict[str, datasets.IterableDataset]:
+        """Stream rows assembled from the generation store; never generates.
+
+        Raises :class:`~hf_megadocs.corpora.stored.CorpusNotGeneratedError` (naming the
+        ``hf-megadocs generate`` command that fills the store) unless the store holds every
+        generation the train split needs; the validation splits alone stream regardless.
+        """
+        self.generation_backend = None  # never used here; the streamed builder gets pickled
+        only_validation = split is not None and str(split) in VALIDATION_SPLITS
+        self._streamed = stored_corpus(self.config, require_generations=not only_validation)
+        try:
+            return super().as_streaming_dataset(split=split, base_path=base_path)
+        finally:
+            self._streamed = None
+
     def _split_generators(self, dl_manager: Any) -> list[datasets.SplitGenerator]:
-        backend, self.generation_backend = self.generation_backend, None
-        plan = corpus.prepare_corpus(self.config, backend=backend)
+        if self._streamed is not None:
+            plan = self._streamed
+        elif isinstance(dl_manager, StreamingDownloadManager):
+            # Listing splits (get_dataset_split_names, get_dataset_config_info): the names
+            # only, from the source; no request is built and nothing is generated.
+            sizes = corpus.split_sizes(self.config)
+            names = self._split_names(sizes.train, sizes.validation, sizes.validation_long)
+            return [datasets.SplitGenerator(name=split_name) for _, split_name in names]
+        else:
+            backend, self.generation_backend = self.generation_backend, None
+            plan = corpus.prepare_corpus(self.config, backend=backend)
         logger.info(
             "%s counters: %s",
             self.config.name,
             json.dumps(plan.counters, sort_keys=True, default=str),
         )
-        names = [("train", datasets.Split.TRAIN)]
-        if plan.validation:
-            names.append(("validation", datasets.Split.VALIDATION))
-        elif self.config.split.validation_fraction > 0:
-            logger.warning(
-                "%s: no source document fell into the validation split (validation_fraction=%s "
-                "of %d docs); there is no 'validation' split.",
-                self.config.name,
-                self.config.split.validation_fraction,
-                len(plan.train),
-            )
-        if plan.validation_long:
-            names.append(("validation_long", datasets.NamedSplit("validation_long")))
+        names = self._split_names(len(plan.train), len(plan.validation), len(plan.validation_long))
         return [
             datasets.SplitGenerator(
                 name=split_name,
@@ -153,6 +182,25 @@ class MegadocsBuilder(datasets.GeneratorBasedBuilder):
             )
             for key, split_name in names
         ]
+
+    def _split_names(
+        self, train: int, validation: int, validation_long: int
+    ) -> list[tuple[str, datasets.NamedSplit]]:
+        """(plan split, dataset split) for each split that has documents."""
+        names = [("train", datasets.Split.TRAIN)]
+        if validation:
+            names.append(("validation", datasets.Split.VALIDATION))
+        elif self.config.split.validation_fraction > 0:
+            logger.warning(
+                "%s: no source document fell into the validation split (validation_fraction=%s "
+                "of %d docs); there is no 'validation' split.",
+                self.config.name,
+                self.config.split.validation_fraction,
+                train,
+            )
+        if validation_long:
+            names.append(("validation_long", datasets.NamedSplit("validation_long")))
+        return names
 
     def _generate_examples(
         self, shards: list[tuple[int, int, int]], plan: corpus.CorpusPlan, split: str
@@ -175,6 +223,7 @@ BUILDER_CONFIGS_BY_NAME: dict[str, MegadocsConfig] = {
 __all__ = [
     "BUILDER_CONFIGS_BY_NAME",
     "FEATURES",
+    "VALIDATION_SPLITS",
     "MegadocsBuilder",
     "MegadocsConfig",
 ]

@@ -47,7 +47,10 @@ def load_corpus(
 
     ``generation_backend`` (not a config knob, not part of the cache fingerprint) is an
     already-running backend used for any missing generation, e.g. one vLLM engine shared
-    by several corpora in one process (:func:`shared_backend`).
+    by several corpora in one process (:func:`shared_backend`). With ``streaming=True``
+    nothing is generated (and ``generation_backend`` is unused): the rows stream from a
+    store that holds every generation the corpus needs, or
+    :class:`~hf_megadocs.corpora.stored.CorpusNotGeneratedError` says how to fill it.
     """
     builder = MegadocsBuilder(
         cache_dir=cache_dir,

@@ -6,6 +6,7 @@ never sent to the generator) and builds the requests the config needs, without g
 plans, hands the requests to :func:`~hf_megadocs.generation.fill.fill_store` (the backend,
 hence vLLM, is created only when something is missing) and checks every needed generation
 once, so the rows (:mod:`~hf_megadocs.corpora.rows`), the counters and the run record agree.
+:func:`split_sizes` only reads the source: what listing a corpus's splits needs.
 """
 
 from __future__ import annotations
@@ -93,19 +94,30 @@ class CorpusPlan:
 
 
 def _read_sources(
-    config: MegadocsConfig, counters: Counter, folder: Path
+    config: MegadocsConfig, counters: Counter, folder: Path | None
 ) -> tuple[Sequence[SourceDoc], list[SourceDoc], list[SourceDoc]]:
     """(train, validation, validation_long) documents, the train ones spilled to
-    ``folder``; raises before any generation."""
+    ``folder`` (None: only counted, in ``counters["docs_train"]``, and not returned);
+    raises before any generation."""
     import dataclasses
 
     stats = SourceStats()
+    num_train = 0
+
+    def count(_: SourceDoc) -> bool:
+        nonlocal num_train
+        num_train += 1
+        return folder is not None
+
     train, validation = config.read_documents(
-        stats, spill_to=folder / "train.docs", whole_train_split=config.method == "real"
+        stats,
+        spill_to=None if folder is None else folder / "train.docs",
+        keep=count,
+        whole_train_split=config.method == "real",
     )
     counters["source_read"] = stats.read
     counters.update({f"source_dropped:{k}": v for k, v in stats.skipped.items()})
-    if not train:
+    if not num_train:
         raise ValueError(
             f"Source {config.source.source!r} gave no training documents (read {stats.read}, "
             f"kept {stats.kept}, dropped {dict(stats.skipped)}, validation {len(validation)}); "
@@ -119,10 +131,28 @@ def _read_sources(
         else:
             candidates = validation
         long_docs = [d for d in candidates if len(d.text.split()) >= config.long_doc_min_words]
-    counters.update(
-        docs_train=len(train), docs_validation=len(validation), docs_long=len(long_docs)
-    )
+    counters.update(docs_train=num_train, docs_validation=len(validation), docs_long=len(long_docs))
     return train, validation, long_docs
+
+
+@dataclass(frozen=True)
+class SplitSizes:
+    """Documents in each split of a corpus (rows come later, from the generations)."""
+
+    train: int
+    validation: int
+    validation_long: int
+
+
+def split_sizes(config: MegadocsConfig) -> SplitSizes:
+    """How many documents each split of ``config``'s corpus has, from the source alone.
+
+    Builds no request and loads no generator or tokenizer; the train documents are counted,
+    not kept. Raises as :func:`plan_corpus` does when the source gives no train document.
+    """
+    counters: Counter = Counter()
+    _, validation, long_docs = _read_sources(config, counters, None)
+    return SplitSizes(counters["docs_train"], len(validation), len(long_docs))
 
 
 def _latent_builder(
@@ -350,6 +380,8 @@ __all__ = [
     "CorpusPlan",
     "CorpusRequests",
     "DocPlan",
+    "SplitSizes",
     "plan_corpus",
     "prepare_corpus",
+    "split_sizes",
 ]

@@ -81,7 +81,13 @@ def iter_rows(
                 keys.append(doc_plan.key(gen_index))
         if store is None:
             raise ValueError(f"iter_rows needs the generation store for method {plan.method!r}.")
-        found = store.get_many(k for k in keys if k not in plan.unusable)
+        # Unusable generations are skipped here too: a streamed plan (corpora.stored) has
+        # not read the records to list them in plan.unusable.
+        found = {
+            key: generation
+            for key, generation in store.get_many(k for k in keys if k not in plan.unusable).items()
+            if generation.usable
+        }
         for doc_index, gen_index in chunk:
             row = _assemble_unit(plan, plan.train[doc_index], gen_index, found)
             if row is not None:
@@ -121,7 +127,7 @@ def _assemble_unit(
     generation = found[key]
     if plan.method == "reformat":
         built = assembly.assemble_reformat(generation)
-        if built is None:  # pragma: no cover - malformed outputs are in plan.unusable
+        if built is None:  # malformed (a prepared plan lists these in plan.unusable)
             return None
     else:
         role = "rephrase" if plan.method in SHUFFLED else plan.method
