@@ -17,7 +17,12 @@ a store that already holds every generation, or refuses naming ``hf-megadocs gen
 Any grammatical name works, not only the listed ones (``stitched_g3``, ``latent_g48``):
 :meth:`MegadocsBuilder._create_builder_config` builds and validates the config from the
 name and the knobs, and derives the cache ``config_id`` from every knob that changes the
-output (plus the prompt wording and local source files' sizes and mtimes).
+output (plus the prompt wording and a digest of each local source file).
+
+A corpus still lacking generations after its fill (requests that failed at the backend) is
+never cached: it is refused (:class:`~hf_megadocs.corpora.partial.PartialCorpusError`), or,
+with ``allow_partial=True``, built into a folder outside the cache that the process removes
+when it exits (:mod:`hf_megadocs.corpora.partial`), so the next call fills the store again.
 """
 
 from __future__ import annotations
@@ -40,6 +45,12 @@ from hf_megadocs.corpora.names import (
     ONE_ROW_PER_DOC,
     common_config_names,
     parse_config_name,
+)
+from hf_megadocs.corpora.partial import (
+    KeptOutOfCache,
+    check_complete,
+    describe_missing,
+    partial_output_dir,
 )
 from hf_megadocs.corpora.stored import stored_corpus
 from hf_megadocs.generation.spawn_guard import refuse_unguarded_spawn
@@ -91,6 +102,9 @@ class MegadocsBuilder(datasets.GeneratorBasedBuilder):
 
     _streamed: corpus.CorpusPlan | None = None
     """The checked plan :meth:`as_streaming_dataset` streams, while it runs."""
+
+    _partial: corpus.CorpusPlan | None = None
+    """A filled plan that lacks generations, while it is built outside the cache."""
 
     config: MegadocsConfig
 
@@ -157,9 +171,32 @@ class MegadocsBuilder(datasets.GeneratorBasedBuilder):
         finally:
             self._streamed = None
 
+    def download_and_prepare(self, output_dir: str | None = None, **kwargs: Any) -> None:
+        """``datasets``' ``download_and_prepare``; a corpus that lacks generations after its
+        fill is refused, or with ``allow_partial=True`` built outside the cache (see the
+        module), in ``output_dir`` when one is given."""
+        try:
+            super().download_and_prepare(output_dir, **kwargs)
+        except KeptOutOfCache as kept:
+            where = output_dir or partial_output_dir(self._cache_dir_root)
+            logger.warning(
+                "%s; allow_partial=True: building the corpus without them in %s, outside the "
+                "datasets cache%s, so the next call generates them again.",
+                describe_missing(self.config, kept.plan),
+                where,
+                "" if output_dir else " (removed when this process exits)",
+            )
+            self._partial = kept.plan
+            try:
+                super().download_and_prepare(where, **kwargs)
+            finally:
+                self._partial = None
+
     def _split_generators(self, dl_manager: Any) -> list[datasets.SplitGenerator]:
         if self._streamed is not None:
             plan = self._streamed
+        elif self._partial is not None:
+            plan = self._partial
         elif isinstance(dl_manager, StreamingDownloadManager):
             # Listing splits (get_dataset_split_names, get_dataset_config_info): the names
             # only, from the source; no request is built and nothing is generated.
@@ -169,6 +206,7 @@ class MegadocsBuilder(datasets.GeneratorBasedBuilder):
         else:
             backend, self.generation_backend = self.generation_backend, None
             plan = corpus.prepare_corpus(self.config, backend=backend)
+            check_complete(self.config, plan)  # raises while some generation is missing
         logger.info(
             "%s counters: %s",
             self.config.name,

@@ -7,12 +7,16 @@ too (source, split, sampling, backend, store), plus the few settings of assembly
 ``load_dataset("hf_megadocs", name, **knobs)`` passes flat knobs (``max_docs=80``,
 ``generator=...``, ``max_new_tokens=...``): :func:`config_from_knobs` puts each in its one
 home, by the field names of the nested configs (:data:`FLAT_RENAMES` lists the four that are
-renamed to stay unambiguous), so no setting is declared twice.
+renamed to stay unambiguous), so no setting is declared twice. Each nested config is built
+once from all of its knobs, whatever their order, and only then validated: a check that
+reads two fields (``backend="openai"`` needs ``base_url``) sees both.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
+import os
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,10 +27,14 @@ from datasets.fingerprint import Hasher
 
 from hf_megadocs.corpora import assembly
 from hf_megadocs.corpora.names import METHOD_PROMPT, parse_config_name
+from hf_megadocs.corpora.source_signature import source_signature
 from hf_megadocs.generation.config import GenerationSettings
-from hf_megadocs.generation.sources import EMBEDDED_SOURCES
-from hf_megadocs.generation.store import resolve_store_dir
-from hf_megadocs.settings import changes_output, output_settings
+from hf_megadocs.generation.store import (
+    GenerationStore,
+    StoreNotWritableError,
+    resolve_store_dir,
+)
+from hf_megadocs.settings import changes_output, output_settings, process_setting
 
 SECTIONS: tuple[str, ...] = ("source", "split", "sampling", "backend")
 """The nested configs whose fields are also flat knobs."""
@@ -56,6 +64,11 @@ class MegadocsConfig(datasets.BuilderConfig, GenerationSettings):
     """Text before each inserted rationale."""
     latent_close: str = "</thought>"
     """Text after each inserted rationale."""
+    allow_partial: bool = process_setting(False)
+    """When some generations are still missing after the fill (requests that failed at the
+    backend): False = raise, saying how many and why (nothing is cached; what was generated
+    stays in the store); True = return the corpus without them, built outside the
+    ``datasets`` cache so that the next call fills the store again."""
 
     def __post_init__(self) -> None:
         datasets.BuilderConfig.__post_init__(self)
@@ -77,6 +90,7 @@ class MegadocsConfig(datasets.BuilderConfig, GenerationSettings):
                 self.latent_split_rule in assembly.LATENT_SPLIT_RULES,
                 " or ".join(repr(r) for r in assembly.LATENT_SPLIT_RULES),
             ),
+            ("allow_partial", isinstance(self.allow_partial, bool), "True or False"),
             (
                 "context_policy",
                 self.context_policy in ("truncate", "skip"),
@@ -135,11 +149,11 @@ class MegadocsConfig(datasets.BuilderConfig, GenerationSettings):
         else:
             from hf_megadocs.generation.prompts import get_prompt
 
-            payload["store_dir"] = str(resolve_store_dir(self.store_dir).resolve())
+            payload["store_dir"] = str(_resolved_store_dir(self.store_dir))
             payload["prompt_hash"] = get_prompt(
                 self.prompt_id, self.prompt_template_file
             ).content_hash
-        payload["source_files"] = _local_source_signature(self.source.source)
+        payload["source_files"] = source_signature(self.source.source)
         payload["name"] = self.name
         return Hasher.hash(payload)[:16]
 
@@ -198,29 +212,67 @@ def config_from_knobs(name: str, **knobs: Any) -> MegadocsConfig:
             top[knob] = value
         else:
             nested[section][field.name] = value
-    knob_of = {(section, field.name): knob for knob, (section, field) in KNOB_HOMES.items()}
     for section, values in nested.items():
-        config = top.get(section) or hints[section]()
-        for field_name, value in values.items():  # one at a time, so an error names its knob
-            knob = knob_of[(section, field_name)]
-            try:
-                config = dataclasses.replace(config, **{field_name: value})
-            except (TypeError, ValueError) as error:
-                raise ValueError(
-                    f"hf_megadocs config {name!r}: {knob}={value!r} is not allowed: {error} "
-                    f"(load_dataset('hf_megadocs', {name!r}, {knob}=...))"
-                ) from None
-        top[section] = config
+        top[section] = _build_section(name, section, top.get(section) or hints[section](), values)
     return MegadocsConfig(name=name, **top)
 
 
-def _local_source_signature(source: str) -> list[tuple[str, int, int]]:
-    """(path, size, mtime_ns) of a local source's files, so edited files rebuild the corpus."""
-    if source in EMBEDDED_SOURCES:
-        return []
-    path = Path(source).expanduser()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    return [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files if p.is_file()]
+_KNOB_OF = {(section, field.name): knob for knob, (section, field) in KNOB_HOMES.items()}
+
+
+def _build_section(name: str, section: str, base: Any, values: dict[str, Any]) -> Any:
+    """``base`` with every field in ``values`` set at once, then validated.
+
+    On a rejected value, the error names the one knob at fault: the one without which the
+    rest is accepted. When no single knob is (two values conflict, or two are bad), it
+    names every knob of the section that was given.
+    """
+    if not values:
+        return base
+    try:
+        return dataclasses.replace(base, **values)
+    except (TypeError, ValueError) as error:
+        at_fault = [
+            f for f in values if _accepted(base, {k: v for k, v in values.items() if k != f})
+        ]
+        if len(at_fault) == 1:
+            knob = _KNOB_OF[(section, at_fault[0])]
+            raise ValueError(
+                f"hf_megadocs config {name!r}: {knob}={values[at_fault[0]]!r} is not allowed: "
+                f"{error} (load_dataset('hf_megadocs', {name!r}, {knob}=...))"
+            ) from None
+        given = ", ".join(f"{_KNOB_OF[(section, f)]}={v!r}" for f, v in values.items())
+        raise ValueError(
+            f"hf_megadocs config {name!r}: the {section} knobs {given} are not allowed "
+            f"together: {error}"
+        ) from None
+
+
+def _accepted(base: Any, values: dict[str, Any]) -> bool:
+    try:
+        dataclasses.replace(base, **values)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _resolved_store_dir(store_dir: str | None) -> Path:
+    """The store root, resolved, for the cache id; a symlink loop is refused as
+    ``hf-megadocs generate`` refuses it (:class:`StoreNotWritableError`)."""
+    root = resolve_store_dir(store_dir)
+    try:
+        os.stat(root)
+        return root.resolve()
+    except OSError as error:
+        if error.errno != errno.ELOOP:
+            return root.resolve()  # not made yet (the fill makes it), or not ours to judge here
+    except RuntimeError:  # Path.resolve's own loop check (Python < 3.13)
+        pass
+    GenerationStore(root).ensure_writable()  # raises, naming the fix
+    raise StoreNotWritableError(
+        f"generation store {root} is not writable (a symlink loop); point store_dir "
+        "(or HF_MEGADOCS_CACHE) at a folder this user can write."
+    )
 
 
 __all__ = [

@@ -10,7 +10,7 @@ files, with per-document start positions.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, overload
@@ -95,6 +95,18 @@ class DocPlans(Sequence[DocPlan]):
 
     def __len__(self) -> int:
         return len(self.docs)
+
+    @property
+    def num_keys(self) -> int:
+        """Keys of every document together (the generations the plan needs)."""
+        return int(self._open()["key_starts"][-1])
+
+    def iter_keys(self, chunk: int) -> Iterator[list[str]]:
+        """Every document's keys in plan order, ``chunk`` at a time (no text is read)."""
+        keys = self._open()["keys"]
+        for start in range(0, len(keys), chunk):
+            raw = keys[start : start + chunk].tobytes()
+            yield [raw[i : i + 16].hex() for i in range(0, len(raw), 16)]
 
     @overload
     def __getitem__(self, index: int) -> DocPlan: ...

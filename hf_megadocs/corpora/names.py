@@ -54,6 +54,9 @@ ONE_ROW_PER_DOC: tuple[str, ...] = ("stitched", "stitched_real_first", "stitched
 """Methods that assemble each document and its G generations into one row (megadocs);
 the others make one row per generation (and ``simple`` one more for the real document)."""
 
+KEEPS_REAL_ROWS: tuple[str, ...] = ("simple", "stitched", "stitched_real_first", "latent")
+"""Methods whose train rows contain the real documents, so they are never empty."""
+
 SHUFFLED: tuple[str, ...] = ("simple", "simple_no_real")
 """Methods whose rows are shuffled globally (seeded), so related texts are rarely adjacent."""
 
@@ -162,6 +165,7 @@ __all__ = [
     "COMMON_G",
     "GENERATED_METHODS",
     "GRAMMAR",
+    "KEEPS_REAL_ROWS",
     "METHODS",
     "METHOD_PROMPT",
     "ConfigName",

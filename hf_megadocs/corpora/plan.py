@@ -22,7 +22,7 @@ from hf_megadocs.adapters import adapter_hash, lora_label
 from hf_megadocs.corpora import assembly
 from hf_megadocs.corpora.config import MegadocsConfig
 from hf_megadocs.corpora.doc_plans import DocPlan, DocPlans
-from hf_megadocs.corpora.names import ONE_ROW_PER_DOC
+from hf_megadocs.corpora.names import KEEPS_REAL_ROWS, ONE_ROW_PER_DOC
 from hf_megadocs.generation.requests import document_budget, fit_tokens, make_request
 from hf_megadocs.generation.sources import SourceStats, load_source
 from hf_megadocs.generation.spilled_docs import spill_folder
@@ -39,8 +39,6 @@ SHARD_UNITS = 1000
 """Work units (documents, or document × sample) per shard in ``gen_kwargs``."""
 READ_CHUNK = 4096
 """Generations fetched from the store per ``get_many`` call."""
-_KEEPS_REAL_ROWS = ("simple", "stitched", "stitched_real_first", "latent")
-"""Methods whose train rows contain the real documents, so they are never empty."""
 
 
 @dataclass
@@ -326,10 +324,14 @@ def prepare_corpus(
         plan.counters = dict(counters)
         return plan
 
+    from hf_megadocs.corpora.partial import BackendErrors
+    from hf_megadocs.corpora.scale import warn_if_large
     from hf_megadocs.generation.backends import make_backend
     from hf_megadocs.generation.fill import fill_store
 
     store = GenerationStore(plan.store_dir)
+    warn_if_large(config, plan, store)
+    errors = BackendErrors()
 
     def check(_: Any) -> dict[str, Any]:
         plan.unusable = _check_generations(plan, store, counters)
@@ -337,9 +339,9 @@ def prepare_corpus(
 
     summary = fill_store(
         planned.requests,
-        backend
-        if backend is not None
-        else (lambda workload: make_backend(config.backend, workload)),
+        errors.watch(
+            backend if backend is not None else lambda work: make_backend(config.backend, work)
+        ),
         store,
         prompts=[planned.prompt],
         run_config={
@@ -355,7 +357,9 @@ def prepare_corpus(
         desc=f"{config.name}: generate",
     )
     plan.counters = {**dict(counters), "generation": summary.as_dict()}
-    if counters["generations_used"] == 0 and config.method not in _KEEPS_REAL_ROWS:
+    plan.counters["backend_errors"] = {"count": errors.count, "samples": errors.samples}
+    nothing = counters["generations_used"] == 0 and not counters["generations_missing"]
+    if nothing and config.method not in KEEPS_REAL_ROWS:  # missing ones: see corpora.partial
         raise ValueError(
             f"{config.name}: none of the {summary.requests} generations is usable, so the "
             f"train split would be empty (counters: {dict(counters)}). Check the generator and "

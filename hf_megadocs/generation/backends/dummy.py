@@ -14,7 +14,12 @@ from hf_megadocs.records import GenerationRequest, RawOutput
 
 
 class DummyBackend:
-    """Seeded echo backend; ``delay_s`` per request lets kill-and-resume tests interrupt it."""
+    """Seeded echo backend; ``delay_s`` per request lets kill-and-resume tests interrupt it.
+
+    ``fail_every`` (tests only) injects backend failures: every ``fail_every``-th request
+    this instance is sent (counted across calls, from 1) comes back with
+    ``finish_reason="error"``, as a request failing at a server would; 0 = never.
+    """
 
     name = "dummy"
 
@@ -24,11 +29,16 @@ class DummyBackend:
         generator: str = "dummy-generator",
         context_tokens: int = 2048,
         delay_s: float = 0.0,
+        fail_every: int = 0,
     ) -> None:
+        if fail_every < 0:
+            raise ValueError(f"fail_every must be >= 0 (0 = never fail), got {fail_every}.")
         self.generator = generator
         self.generator_revision = "0"
         self._context_tokens = context_tokens
         self._delay_s = delay_s
+        self._fail_every = fail_every
+        self._sent = 0
         self.calls: list[int] = []
         """Number of requests in each ``generate`` call (tests assert on it)."""
 
@@ -45,6 +55,15 @@ class DummyBackend:
         for request in requests:
             if self._delay_s:
                 time.sleep(self._delay_s)
+            self._sent += 1
+            if self._fail_every and self._sent % self._fail_every == 0:
+                message = f"dummy: injected failure (fail_every={self._fail_every})"
+                outputs.append(
+                    RawOutput(
+                        text=message, prompt_tokens=0, completion_tokens=0, finish_reason="error"
+                    )
+                )
+                continue
             words = request.messages[-1]["content"].split()
             rng = random.Random(request.sample_seed)
             limit = request.sampling.max_new_tokens
