@@ -62,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    from hf_megadocs.disk_full import DiskFullError, is_disk_full
     from hf_megadocs.extras import MissingExtraError
+    from hf_megadocs.generation.generator_check import GeneratorNotFoundError
     from hf_megadocs.generation.store import StoreNotWritableError
     from hf_megadocs.locks import LockHeldError, LockNotSupportedError
 
@@ -72,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         MissingExtraError,
         StoreNotWritableError,
         ConnectionError,
+        DiskFullError,
+        GeneratorNotFoundError,
     )
     module = importlib.import_module(SUBCOMMANDS[name][0])
     try:
@@ -79,6 +83,19 @@ def main(argv: list[str] | None = None) -> int:
     except expected as error:
         # Expected failures whose message says the fix: no traceback.
         print(f"hf-megadocs {name}: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        if not is_disk_full(error):
+            raise
+        # a writer that does not name its folder itself: still one line, not a traceback
+        where = f" while writing {error.filename}" if error.filename else ""
+        reason = error.strerror or error
+        print(
+            f"hf-megadocs {name}: error: the disk is full (or over quota){where} ({reason}). "
+            "Free some space, then rerun the same command: what was already saved (stored "
+            "generations, built corpora, checkpoints) is kept.",
+            file=sys.stderr,
+        )
         return 2
 
 

@@ -22,6 +22,7 @@ SHARED = (
     "hf_megadocs.lifetime",
     "hf_megadocs.mapped_pages",
     "hf_megadocs.extras",
+    "hf_megadocs.disk_full",
     "hf_megadocs.configs",
 )
 MAX_LINES = 400

@@ -326,6 +326,7 @@ def prepare_corpus(
 
     from hf_megadocs.corpora.partial import BackendErrors
     from hf_megadocs.corpora.scale import warn_if_large
+    from hf_megadocs.disk_full import store_disk_full_errors
     from hf_megadocs.generation.backends import make_backend
     from hf_megadocs.generation.fill import fill_store
 
@@ -337,25 +338,26 @@ def prepare_corpus(
         plan.unusable = _check_generations(plan, store, counters)
         return {"corpus": dict(counters)}
 
-    summary = fill_store(
-        planned.requests,
-        errors.watch(
-            backend if backend is not None else lambda work: make_backend(config.backend, work)
-        ),
-        store,
-        prompts=[planned.prompt],
-        run_config={
-            **config.row_settings(),
-            "config_name": config.name,
-            "prompt_id": planned.prompt.prompt_id,
-            "prompt_hash": planned.prompt.content_hash,
-            "generator": planned.info.generator,
-            "generator_revision": planned.info.generator_revision,
-        },
-        report=check,
-        batch_size=config.batch_size,
-        desc=f"{config.name}: generate",
-    )
+    with store_disk_full_errors(plan.store_dir):  # names the store, says a rerun resumes
+        summary = fill_store(
+            planned.requests,
+            errors.watch(
+                backend if backend is not None else lambda work: make_backend(config.backend, work)
+            ),
+            store,
+            prompts=[planned.prompt],
+            run_config={
+                **config.row_settings(),
+                "config_name": config.name,
+                "prompt_id": planned.prompt.prompt_id,
+                "prompt_hash": planned.prompt.content_hash,
+                "generator": planned.info.generator,
+                "generator_revision": planned.info.generator_revision,
+            },
+            report=check,
+            batch_size=config.batch_size,
+            desc=f"{config.name}: generate",
+        )
     plan.counters = {**dict(counters), "generation": summary.as_dict()}
     plan.counters["backend_errors"] = {"count": errors.count, "samples": errors.samples}
     nothing = counters["generations_used"] == 0 and not counters["generations_missing"]

@@ -23,6 +23,7 @@ DESCRIPTION = (
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``hf-megadocs generate``; returns the exit status (2 for a bad configuration)."""
+    from hf_megadocs.disk_full import DiskFullError
     from hf_megadocs.generation.generate import GenerationConfig, generate
     from hf_megadocs.locks import LockHeldError
 
@@ -31,9 +32,9 @@ def main(argv: list[str] | None = None) -> int:
             GenerationConfig, argv, prog="hf-megadocs generate", description=DESCRIPTION
         )
         summary = generate(config)
-    except (ConfigError, ValueError, LockHeldError, ConnectionError) as error:
-        # Expected failures (bad config or input, shard busy, server down): the message
-        # says the fix, so no traceback.
+    except (ConfigError, ValueError, LockHeldError, ConnectionError, DiskFullError) as error:
+        # Expected failures (bad config or input, a generator not found, shard busy, server
+        # down, disk full): the message says the fix, so no traceback.
         print(f"hf-megadocs generate: error: {error}", file=sys.stderr)
         return 2
     print(summary.as_table())

@@ -247,14 +247,24 @@ def _hub_revision(repo_id: str, revision: str | None) -> str:
         return fallback
 
 
-def resolve_generator(generator: str | None, revision: str | None = None) -> tuple[str, str, str]:
+def resolve_generator(
+    generator: str | None, revision: str | None = None, *, to_load: bool = False
+) -> tuple[str, str, str]:
     """``(path_or_id to load, name recorded as generator, revision)`` for a generator.
 
     - ``None``: the embedded SmolLM2 (converted on first use);
     - a local directory: its absolute path, with :func:`local_checkpoint_revision`;
     - anything else is a Hub id: the cached snapshot commit (looked up offline), else
       ``revision``, else ``"unknown"``.
+
+    ``to_load``: the caller loads it here (a tokenizer, weights), so a missing folder or a
+    Hub id not cached while offline raises
+    :class:`~hf_megadocs.generation.generator_check.GeneratorNotFoundError` first.
     """
+    if generator is not None and to_load:
+        from hf_megadocs.generation.generator_check import check_generator
+
+        check_generator(generator, revision)
     if generator is None:
         path = embedded_generator_path()
         return path, EMBEDDED_GENERATOR_NAME, embedded_generator_revision()

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from hf_megadocs.disk_full import disk_full_errors, store_disk_full_errors
 from hf_megadocs.generation.backends import GenerationBackend, generator_info, make_backend
 from hf_megadocs.generation.config import GenerationSettings
 from hf_megadocs.generation.fill import GenerationSummary, default_shard, fill_store, shard_of
@@ -98,9 +99,15 @@ def generate(
 
     # this shard's documents spilled to a memory-mapped file: constant memory at any size
     spill = spill_folder(source_stats)
-    mine, held_out = config.read_documents(
-        source_stats, spill_to=spill / "documents.docs", keep=is_mine
-    )
+    with disk_full_errors(
+        spill,
+        what=f"the documents' scratch copy {spill}",
+        kept="Nothing already stored is lost (the store was not written yet).",
+        resume="rerun the same command",
+    ):
+        mine, held_out = config.read_documents(
+            source_stats, spill_to=spill / "documents.docs", keep=is_mine
+        )
     info = backend if backend is not None else generator_info(config.backend)
 
     def build(window: Sequence[SourceDoc], counters: Counter) -> list[GenerationRequest]:
@@ -122,26 +129,27 @@ def generate(
         )
         return {"skipped": skipped, "source": source_stats.as_dict(), "requests_built": built}
 
-    summary = fill_store(
-        requests,
-        backend
-        if backend is not None
-        else (lambda workload: make_backend(config.backend, workload)),
-        store,
-        prompts=[prompt],
-        run_config={
-            **output_settings(config),
-            "prompt_hash": prompt.content_hash,
-            "generator": info.generator,
-            "generator_revision": info.generator_revision,
-        },
-        report=report,
-        shard_index=config.shard_index,
-        num_shards=config.num_shards,
-        batch_size=config.batch_size,
-        desc=f"generate {prompt.prompt_id} shard {config.shard_index}/{config.num_shards}",
-        if_busy="refuse",  # the same shard started twice would pay for every generation twice
-    )
+    with store_disk_full_errors(store.root):  # names the store, says a rerun resumes
+        summary = fill_store(
+            requests,
+            backend
+            if backend is not None
+            else (lambda workload: make_backend(config.backend, workload)),
+            store,
+            prompts=[prompt],
+            run_config={
+                **output_settings(config),
+                "prompt_hash": prompt.content_hash,
+                "generator": info.generator,
+                "generator_revision": info.generator_revision,
+            },
+            report=report,
+            shard_index=config.shard_index,
+            num_shards=config.num_shards,
+            batch_size=config.batch_size,
+            desc=f"generate {prompt.prompt_id} shard {config.shard_index}/{config.num_shards}",
+            if_busy="refuse",  # one shard started twice would pay for every generation twice
+        )
     summary.skipped = skipped
     logger.info(
         "%d documents (%d held out for validation), %d of them on shard %d/%d: %d requests built",

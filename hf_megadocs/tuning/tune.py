@@ -71,7 +71,7 @@ def tune_generator(config: TuneConfig, *, influence_scorer: Any | None = None) -
 
     from hf_megadocs.generation.embedded import resolve_generator
 
-    path, generator, revision = resolve_generator(config.generator)
+    path, generator, revision = resolve_generator(config.generator, to_load=True)
     tokenizer = AutoTokenizer.from_pretrained(path)
     if not tokenizer.chat_template:
         raise ValueError(f"generator {generator!r} has no chat template; tune an instruct model.")

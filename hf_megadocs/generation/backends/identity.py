@@ -36,9 +36,12 @@ class TokenizerInfo:
 
 def tokenizer_info(config: BackendConfig) -> TokenizerInfo:
     """The generator's tokenizer and model config, read with transformers (no weights)."""
+    # resolved (and a missing generator refused) before transformers' slow import
+    path, display_name, revision = resolve_generator(
+        config.generator, config.revision, to_load=True
+    )
     from transformers import AutoConfig, AutoTokenizer
 
-    path, display_name, revision = resolve_generator(config.generator, config.revision)
     tokenizer = AutoTokenizer.from_pretrained(path, revision=config.revision)
     model_config = AutoConfig.from_pretrained(path, revision=config.revision)
     context = getattr(model_config, "max_position_embeddings", None) or tokenizer.model_max_length

@@ -115,7 +115,7 @@ class TransformersBackend:
             ) from error
         self.config = config
         path, self.generator, self.generator_revision = resolve_generator(
-            config.generator, config.revision
+            config.generator, config.revision, to_load=True
         )
         self.device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.dtype = pick_dtype(config.dtype, self.device)

@@ -84,7 +84,7 @@ class VLLMBackend:
             )
         self.config = config
         model, self.generator, self.generator_revision = resolve_generator(
-            config.generator, config.revision
+            config.generator, config.revision, to_load=True
         )
         self._owns_engine = llm is None
         self._torch_threads_before: int | None = None

@@ -73,8 +73,13 @@ def load_stream(
             raise ValueError(f"{field}={path!r} is an empty file (0 rows); nothing to train on.")
         return datasets.load_dataset(FILE_BUILDERS[p.suffix], data_files=str(p))
     from hf_megadocs.corpora.load import load_corpus
+    from hf_megadocs.disk_full import build_disk_full_errors
+    from hf_megadocs.generation.store import resolve_store_dir
 
-    return load_corpus(corpus, **corpus_kwargs)
+    store = resolve_store_dir(corpus_kwargs.get("store_dir"))
+    # a full disk: one error naming the store, saying what is kept and that a rerun resumes
+    with build_disk_full_errors(str(corpus), store, corpus_kwargs.get("cache_dir")):
+        return load_corpus(corpus, **corpus_kwargs)
 
 
 @dataclass(kw_only=True)
