@@ -8,8 +8,11 @@
 :mod:`hf_megadocs.configs`). Any config field can be set (``--optim.lr 1e-3``,
 ``--mix.synthetic_share 0.9``, ``--output_dir runs/x``, ``--max_steps 10``,
 ``--resume_from_checkpoint latest``); ``--preset NAME`` starts from a named preset
-(``hf_megadocs.training.PRESETS``); ``--help`` lists every field with its default. A
-checkout's ``recipes/train.py`` is this module.
+(``hf_megadocs.training.PRESETS``); ``--help`` lists every field with its default. An
+``--output_dir`` holding an earlier run's checkpoints or ``summary.json`` is refused (exit
+2, nothing changed) unless the command resumes it (``--resume_from_checkpoint latest``) or
+overwrites it (``--overwrite_output_dir``: its records are deleted first). A checkout's
+``recipes/train.py`` is this module.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import logging
 import sys
 
+from hf_megadocs.disk_full import DiskFullError
 from hf_megadocs.flags import ConfigError
 from hf_megadocs.lifetime import die_with_launcher
 from hf_megadocs.locks import LockHeldError
@@ -38,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         summary = train(config)
-    except (LockHeldError, ValueError) as error:  # checked before data and model are built
+    except (LockHeldError, ValueError, DiskFullError) as error:  # the message says the fix
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
     print(

@@ -17,7 +17,8 @@ OUT/STUDY/POINT`` (:func:`hf_megadocs.training.launch.launch_command`). Locally 
 one after another. ``--emit_commands`` prints the
 commands the search needs next, one per line, for a cluster scheduler; rerun the sweep when
 they have finished to get the next round. A run whose ``summary.json`` exists is never
-rerun. The sweep ends with the best setting per method and G (also ``OUT/sweep_summary.md``).
+rerun; one killed mid-run resumes from its latest checkpoint. The sweep ends with the
+best setting per method and G (also ``OUT/sweep_summary.md``).
 Arguments after ``--`` are passed to every training command (and used to read the
 start point).
 """
@@ -100,8 +101,10 @@ def train_command(
 ) -> list[str]:
     """The command that trains ``point`` of ``study`` into ``run_dir``."""
     overrides = [item for axis, value in point.items() for item in (f"--{axis}", _format(value))]
+    # latest: a point killed mid-run resumes (its folder is refused without it)
+    args = [*study.base_args(), *overrides, "--resume_from_checkpoint", "latest"]
     return launch_command(
-        [*study.base_args(), *overrides, "--output_dir", str(run_dir), *extra],
+        [*args, "--output_dir", str(run_dir), *extra],
         launcher=launcher,
         recipe=recipe,
         portable=portable,

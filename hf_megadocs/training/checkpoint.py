@@ -14,7 +14,7 @@ import json
 import logging
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -101,22 +101,50 @@ def checkpoint_of(path: str | Path, what: str) -> Path:
     )
 
 
-def check_resumable(saved: dict[str, Any], config: TrainConfig, world_size: int) -> None:
-    """Refuse to resume when the data order would change, naming the field.
+RESUME_FIELDS = ("data.seq_len", "data.attention", "mix.synthetic_share",
+                 "mix.global_batch_size", "mix.seed")  # fmt: skip
+"""Settings a resume must keep: they decide which tokens each step sees."""
+SHAPE_FIELDS = ("model.pretrained", "model.hidden_size", "model.intermediate_size",
+                "model.num_hidden_layers", "model.num_attention_heads",
+                "model.num_key_value_heads", "model.tie_word_embeddings",
+                "model.vocab_size")  # fmt: skip
+"""Settings a resume must keep: they decide the shapes of the checkpoint's weights (the
+architecture fields only for a fresh model; a pretrained one ignores them)."""
 
-    The sampler's own ``load_state_dict`` checks the mix settings and stream lengths.
+
+def check_resumable(saved: dict[str, Any], config: TrainConfig, world_size: int) -> None:
+    """Refuse to resume when the data order or the weights' shapes would change, naming the
+    field; ``saved`` is the checkpoint's ``trainer_state.json``.
+
+    Checked before data and model are built. The sampler's own ``load_state_dict`` checks
+    again, with the stream lengths (known once the data is built).
     """
-    checks = {
-        "num_processes": (saved["num_processes"], world_size),
-        "data.seq_len": (saved["config"]["data"]["seq_len"], config.data.seq_len),
-        "data.attention": (saved["config"]["data"]["attention"], config.data.attention),
-    }
-    for name, (before, now) in checks.items():
-        if before != now:
+    before, now = saved["config"], config.to_dict()
+    names = RESUME_FIELDS + (SHAPE_FIELDS if config.model.pretrained is None else SHAPE_FIELDS[:1])
+    checks = {"num_processes": (saved["num_processes"], world_size)}
+    for name in names:
+        section, key = name.split(".")
+        if key in before.get(section, {}):  # a field older checkpoints lack is not checked
+            checks[name] = (before[section][key], now[section][key])
+    for name, (was, is_now) in checks.items():
+        if was != is_now:
             raise ValueError(
-                f"cannot resume: {name} was {before!r} in the checkpoint and is {now!r} now; "
-                "the data order would change. Restore it or start a fresh output_dir."
+                f"cannot resume: {name} was {was!r} in the checkpoint and is {is_now!r} now; "
+                "the data order or the model would change. Restore it, or start afresh "
+                "(--overwrite_output_dir, or another --output_dir)."
             )
+
+
+def checked_state(
+    checkpoint: Path | None, config: TrainConfig, world_size: int
+) -> dict[str, Any] | None:
+    """The ``trainer_state.json`` of the checkpoint to resume, after :func:`check_resumable`
+    (call it before data and model are built); None without a checkpoint."""
+    if checkpoint is None:
+        return None
+    saved = json.loads((checkpoint / "trainer_state.json").read_text())
+    check_resumable(saved, config, world_size)
+    return saved
 
 
 def finished_summary(config: TrainConfig, checkpoint: Path | None) -> dict[str, Any] | None:
@@ -162,15 +190,43 @@ def recorded_eval(metrics_path: Path, step: int) -> dict[str, Any]:
 def save_checkpoint(
     accelerator: Accelerator, output_dir: Path, state: dict[str, Any], run_info: dict[str, Any]
 ) -> None:
-    """``save_state`` to ``checkpoints/step_<N>`` (all ranks); rank 0 adds extras + pointer."""
+    """``save_state`` to ``checkpoints/step_<N>`` (all ranks); rank 0 adds extras + pointer.
+
+    A full disk (or quota) raises :class:`~hf_megadocs.disk_full.DiskFullError` naming the
+    folder: ``latest`` still names the previous checkpoint, which is intact.
+    """
     ckpt_root = output_dir / "checkpoints"
     name = f"step_{state['step']}"
-    accelerator.save_state(str(ckpt_root / name))
+    with _disk_full_errors(ckpt_root, name):
+        accelerator.save_state(str(ckpt_root / name))
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            (ckpt_root / name / "trainer_state.json").write_text(json.dumps(state, indent=2))
+            (ckpt_root / name / "config.json").write_text(json.dumps(run_info, indent=2))
+            tmp = ckpt_root / "latest.tmp"
+            tmp.write_text(name)
+            os.replace(tmp, ckpt_root / "latest")  # atomic: a kill never leaves a half pointer
     accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        (ckpt_root / name / "trainer_state.json").write_text(json.dumps(state, indent=2))
-        (ckpt_root / name / "config.json").write_text(json.dumps(run_info, indent=2))
-        tmp = ckpt_root / "latest.tmp"
-        tmp.write_text(name)
-        os.replace(tmp, ckpt_root / "latest")  # atomic: a kill never leaves a half pointer
-    accelerator.wait_for_everyone()
+
+
+def _disk_full_errors(ckpt_root: Path, name: str) -> AbstractContextManager[None]:
+    """A full disk while saving ``ckpt_root/name`` (OSError ENOSPC/EDQUOT, or torch's
+    "unexpected pos") as one error: the pointer moves only after a complete save, so the
+    checkpoint it names is intact; the new folder is partial."""
+    from hf_megadocs.disk_full import disk_full_errors
+
+    pointer = ckpt_root / "latest"
+    previous = pointer.read_text().strip() if pointer.is_file() else None
+    kept = (
+        f"The previous checkpoint {ckpt_root / previous} is intact (checkpoints/latest still "
+        f"names it; {name} is partial and can be deleted)."
+        if previous
+        else f"No earlier checkpoint exists ({name} is partial and can be deleted)."
+    )
+    return disk_full_errors(
+        ckpt_root / name,
+        what=f"checkpoint {ckpt_root / name}",
+        kept=kept,
+        resume="resume with --resume_from_checkpoint latest",
+        torch_save=True,
+    )

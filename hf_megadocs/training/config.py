@@ -274,7 +274,10 @@ class TrainConfig:
     """Log training metrics every N steps."""
     resume_from_checkpoint: str | None = None
     """"latest" (the ``checkpoints/latest`` pointer; a fresh start while there is none) or a
-    checkpoint folder; None starts fresh."""
+    checkpoint folder; None starts fresh, refused over an earlier run's checkpoints/summary."""
+    overwrite_output_dir: bool = False
+    """Delete an earlier run's records in ``output_dir`` (checkpoints, metrics, summary,
+    final, tokenizer, logs) and train afresh; this command's action, not saved with the run."""
     continue_from: str | None = None
     """Continue pre-training from another run's checkpoint on this config's data (SynPro's
     model-aware rounds): a ``checkpoints/step_<N>`` folder or a run folder (its latest).
@@ -355,8 +358,10 @@ class TrainConfig:
         return self.global_batch_size // per_step
 
     def to_dict(self) -> dict[str, Any]:
-        """The config as plain JSON-serialisable data (tuples become lists)."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        """The config as plain JSON data (tuples become lists), overwrite_output_dir left out."""
+        settings = dataclasses.asdict(self)
+        del settings["overwrite_output_dir"]
+        return json.loads(json.dumps(settings))
 
     @classmethod
     def from_dict(cls, saved: dict[str, Any]) -> TrainConfig:

@@ -1,11 +1,12 @@
 """The training loop, read top to bottom (nanoGPT's order on Accelerate).
 
-:func:`train`: run lock, resume target checked (a finished run stops here) → accelerator
-→ tokenizer, model, data → optimizer, schedule → ``prepare`` → resume (or continue from
-another run's checkpoint on new data) → print the plan →
-steps (forward under ``accumulate``, backward, clip, step,
-schedule, zero; log, eval, save when due) → final eval, summary, ``end_training`` (always,
-in ``finally``). Each phase is one named function below.
+:func:`train`: run lock, run folder settled (:mod:`~.run_folder`: a rerun over an earlier
+run refused, resume target checked; a finished run stops here) → accelerator → resume
+settings checked → tokenizer, model, data → optimizer, schedule → ``prepare`` → resume (or
+continue from another run's checkpoint on new data) → print the plan → steps (forward
+under ``accumulate``, backward, clip, step, schedule, zero; log, eval, save when due) →
+final eval, summary, ``end_training`` (always, in ``finally``). Each phase is one named
+function below.
 """
 
 from __future__ import annotations
@@ -22,10 +23,9 @@ from hf_megadocs.training import continuation
 from hf_megadocs.training.accelerator import flat_hparams, make_accelerator
 from hf_megadocs.training.checkpoint import (
     append_jsonl,
-    check_resumable,
+    checked_state,
     finished_summary,
     recorded_eval,
-    resolve_checkpoint,
     run_lock,
     save_checkpoint,
     truncate_metrics,
@@ -33,6 +33,7 @@ from hf_megadocs.training.checkpoint import (
 from hf_megadocs.training.config import TrainConfig
 from hf_megadocs.training.losses import LOSS_GROUPS, SEEN_GROUPS, loss_metrics
 from hf_megadocs.training.optim import build_optimizer, build_scheduler, warmup_steps
+from hf_megadocs.training.run_folder import settle_run_folder
 from hf_megadocs.training.throughput import Throughput
 
 if TYPE_CHECKING:
@@ -100,17 +101,13 @@ def train(config: TrainConfig) -> dict[str, Any]:
     """Train as ``config`` says; returns the summary also written to ``summary.json``.
 
     Refuses, before anything expensive, a run folder another trainer holds
-    (:class:`~hf_megadocs.locks.LockHeldError`) and a resume target that is not a
-    complete checkpoint (``ValueError``). Resuming a finished run changes nothing.
+    (:class:`~hf_megadocs.locks.LockHeldError`), a resume target that is not a complete
+    checkpoint or whose settings differ, and a rerun over an earlier run without
+    ``resume_from_checkpoint`` or ``overwrite_output_dir`` (``ValueError``). Resuming a
+    finished run changes nothing.
     """
     with run_lock(config):
-        checkpoint = (
-            resolve_checkpoint(Path(config.output_dir), config.resume_from_checkpoint)
-            if config.resume_from_checkpoint
-            else None
-        )
-        # a continuation's origin, checked before anything expensive (unused on a resume)
-        origin = continuation.continuation_origin(config)
+        checkpoint, origin = settle_run_folder(config)  # refuses, or clears on overwrite
         finished = finished_summary(config, checkpoint)
         if finished is not None:
             print(
@@ -120,9 +117,10 @@ def train(config: TrainConfig) -> dict[str, Any]:
             return finished
         accelerator = make_accelerator(config)
         try:
+            saved = checked_state(checkpoint, config, accelerator.num_processes)  # or None
             run = _prepare(config, accelerator, origin)
-            if checkpoint is not None:
-                _resume(run, checkpoint)
+            if checkpoint is not None and saved is not None:
+                _resume(run, checkpoint, saved)
             elif origin is not None:  # weights, AdamW moments, counters; data stays this run's
                 state = continuation.load_origin(run.accelerator, run.model, run.optimizer, origin)
                 run.counters = Counters(**{k: state[k] for k in asdict(Counters())})
@@ -196,10 +194,8 @@ def _prepare(config: TrainConfig, accelerator: Accelerator, origin: Path | None 
     )
 
 
-def _resume(run: Run, ckpt: Path) -> None:
-    """Load checkpoint ``ckpt`` (from ``resume_from_checkpoint``) after checking it fits."""
-    saved = json.loads((ckpt / "trainer_state.json").read_text())
-    check_resumable(saved, run.config, run.accelerator.num_processes)
+def _resume(run: Run, ckpt: Path, saved: dict[str, Any]) -> None:
+    """Load checkpoint ``ckpt`` (``saved``: its ``trainer_state.json``, already checked)."""
     run.accelerator.load_state(str(ckpt))
     run.counters = Counters(**{k: saved[k] for k in asdict(Counters())})
     run.saved_interval = saved.get("log_interval")  # absent in older checkpoints

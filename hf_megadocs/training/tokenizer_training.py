@@ -5,12 +5,17 @@ generator's tokenizer; a byte-level BPE of a few thousand tokens, trained with H
 ``tokenizers`` on the real *training* split (never validation documents, never synthetic
 text), puts it into the transformer instead. The tokenizer is saved in
 ``<output_dir>/tokenizer`` and reused from there on resume, so token ids never change
-within a run; ``config.json`` records its path and vocabulary size.
+within a run; ``config.json`` records its path and vocabulary size. It is written to a
+temporary folder and renamed into place, so a full disk or a kill never leaves a half
+tokenizer there; a damaged one left by older code is named and trained again.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -78,15 +83,40 @@ def run_tokenizer(config: TrainConfig, accelerator: Accelerator) -> Any:
     return tokenizer
 
 
+def tokenizer_damage(folder: Path) -> str | None:
+    """What is wrong with the tokenizer saved in ``folder`` (naming the file), or None.
+
+    A missing ``tokenizer.json`` or any JSON file of the folder that does not parse (a
+    truncated write) counts as damage.
+    """
+    path = folder / "tokenizer.json"
+    if not path.is_file():
+        return f"{path} is missing"
+    for file in sorted(folder.glob("*.json")):
+        try:
+            json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:  # JSONDecodeError, UnicodeDecodeError
+            return f"{file} is damaged ({error})"
+    return None
+
+
 def train_on_real_split(config: TrainConfig, vocab_size: int, folder: Path) -> None:
-    """Train a BPE on the real training split of ``config`` into ``folder``, unless one is
-    already there (kept, so token ids never change)."""
+    """Train a BPE on the real training split of ``config`` into ``folder``, unless an
+    intact one is already there (kept, so token ids never change); a damaged one is named
+    in a WARNING and replaced. Written to a temporary folder, then renamed into place."""
     from hf_megadocs.training.data.streams import real_training_split
 
-    if (folder / "tokenizer.json").is_file():
-        return
+    if folder.exists():
+        damage = tokenizer_damage(folder)
+        if damage is None:
+            return
+        logger.warning("%s: training the tokenizer in %s again", damage, folder)
     _, train, _, _ = real_training_split(config)
-    train_bpe_tokenizer(text_batches(train, config.data.text_column), vocab_size, folder)
+    partial = folder.with_name(f".{folder.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)  # left by a run killed while writing it
+    train_bpe_tokenizer(text_batches(train, config.data.text_column), vocab_size, partial)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(partial, folder)
     logger.info(
         "trained a %d-token BPE tokenizer on %d real training documents -> %s",
         vocab_size,
@@ -101,5 +131,5 @@ def text_batches(dataset: Any, column: str, batch_size: int = 1000) -> Iterator[
         yield dataset[start : start + batch_size][column]
 
 
-__all__ = ["END_OF_TEXT", "run_tokenizer", "text_batches", "train_bpe_tokenizer",
-           "train_on_real_split"]  # fmt: skip
+__all__ = ["END_OF_TEXT", "run_tokenizer", "text_batches", "tokenizer_damage",
+           "train_bpe_tokenizer", "train_on_real_split"]  # fmt: skip
