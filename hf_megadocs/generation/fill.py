@@ -22,6 +22,7 @@ from typing import Any, Literal
 from tqdm.auto import tqdm
 
 from hf_megadocs.generation.backends import GenerationBackend, Workload
+from hf_megadocs.generation.claims import Claims, claimed_batches
 from hf_megadocs.generation.cleaning import clean_output
 from hf_megadocs.generation.prompts import PromptTemplate
 from hf_megadocs.generation.store import GenerationStore, StoreWriter
@@ -68,7 +69,10 @@ class GenerationSummary:
     requests: int = 0
     """Requests for this shard (after dropping other shards' and duplicates)."""
     cached: int = 0
-    """Requests already in the store (not generated again)."""
+    """Requests already in the store (not generated again), ``other_fillers`` included."""
+    other_fillers: int = 0
+    """Requests missing at the survey that another filler of the store (another sharding,
+    a build) stored while this one ran (:mod:`.claims`): not generated twice."""
     generated: int = 0
     """Generations written to the store in this run."""
     errors: int = 0
@@ -104,6 +108,7 @@ class GenerationSummary:
         rows = [
             ("requests (this shard)", self.requests),
             ("cached (already in store)", self.cached),
+            ("stored meanwhile by other fillers", self.other_fillers),
             ("generated", self.generated),
             ("errors (will retry)", self.errors),
             ("other shards", self.other_shards),
@@ -144,9 +149,11 @@ def _generate_missing(
     """Generate this shard's requests that the store lacks, appending after every batch.
 
     Only one process fills a shard at a time (:func:`shard_lock`); the lock is taken only
-    when something is missing, so a read-only store that has everything still serves. The
-    survey reads back every record it counts as cached (:meth:`GenerationStore.verifying`):
-    a damaged one is generated again now, not found missing by the reads after the fill.
+    when something is missing, so a read-only store that has everything still serves. Every
+    batch is claimed before it is generated (:mod:`.claims`), so fillers of other shardings
+    and builds on the same store never generate a key twice. The survey reads back every
+    record it counts as cached (:meth:`GenerationStore.verifying`): a damaged one is
+    generated again now, not found missing by the reads after the fill.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
@@ -167,7 +174,9 @@ def _generate_missing(
                     surveyed = survey(requests, store, shard_index, num_shards)
                 summary = _summary(surveyed)
             if surveyed.missing:
-                batches = missing_batches(requests, store, batch_size, shard_index, num_shards)
+                batches = functools.partial(
+                    missing_batches, requests, store, batch_size, shard_index, num_shards
+                )
                 writer = functools.partial(store.writer, shard_index, num_shards)
                 _generate(batches, surveyed, backend, writer, summary, batch_size, desc)
         finally:
@@ -189,7 +198,7 @@ def _summary(surveyed: Survey) -> GenerationSummary:
 
 
 def _generate(
-    batches: Iterator[list[GenerationRequest]],
+    batches: Callable[[], Iterator[list[GenerationRequest]]],
     surveyed: Survey,
     backend: BackendOrFactory,
     writer: Callable[[], StoreWriter],
@@ -197,7 +206,8 @@ def _generate(
     batch_size: int,
     desc: str,
 ) -> None:
-    """Start the backend if given a factory, generate ``batches`` and append them one by one."""
+    """Start the backend if given a factory, generate the ``batches()`` this filler claims
+    (:func:`~.claims.claimed_batches`) and append them one by one."""
     owned = not hasattr(backend, "generate")  # a factory, called only now that work exists
     started = time.perf_counter()
     engine: GenerationBackend = (
@@ -223,20 +233,28 @@ def _generate(
     try:
         with (
             writer() as appender,
+            Claims(appender.store, appender.name) as claims,
             tqdm(total=surveyed.missing, unit="req", desc=desc, dynamic_ncols=True) as progress,
         ):
-            for chunk in batches:
+
+            def stored_by_others(count: int) -> None:
+                summary.cached += count
+                summary.other_fillers += count
+                progress.update(count)
+
+            for chunk in claimed_batches(claims, batches, batch_size, stored_by_others):
                 outputs = engine.generate(chunk)
                 if len(outputs) != len(chunk):
                     raise RuntimeError(
                         f"Backend {engine.name!r} returned {len(outputs)} outputs for "
                         f"{len(chunk)} requests; backends must return one output per request."
                     )
-                keep = []
+                keep, failed = [], []
                 for request, raw in zip(chunk, outputs, strict=True):
                     generation = clean_output(raw, request, engine.name)
                     if raw.finish_reason == "error":
                         summary.errors += 1
+                        failed.append(request.key)
                         logger.debug("Backend error for %s: %s", generation.key, raw.text[:200])
                         continue
                     keep.append(generation)
@@ -245,6 +263,7 @@ def _generate(
                     summary.completion_tokens += raw.completion_tokens
                     docs_done.add(request.source_id)
                 appender.append(keep)
+                claims.give_up(failed)
                 summary.generated += len(keep)
                 elapsed = max(time.perf_counter() - started, 1e-9)
                 progress.update(len(chunk))

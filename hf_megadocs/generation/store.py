@@ -6,6 +6,7 @@ Layout under the store root::
     index/shard-<i>-of-<n>-<host>-<pid>.idx          its persisted index (store_index.py)
     prompts.jsonl                                    every prompt template used, verbatim
     runs/<writer>-<timestamp>.json                   resolved config + summary per run
+    claims.lock, claims/                             what running fillers claimed (claims.py)
 
 Each process writes only its own file, so concurrent shards never share one. Lines are
 flushed and fsynced after each batch. A process killed mid-write leaves at most one torn
@@ -172,6 +173,10 @@ class GenerationStore(PromptsAndRuns):
     def locate(self, keys: list[str]) -> np.ndarray:
         """Where each of ``keys`` lies (``LOCATION``; ``file`` is ``MISSING`` when absent)."""
         return self._table.locate(key_bytes(keys))
+
+    def holds(self, digests: np.ndarray) -> np.ndarray:
+        """For each key digest (``S16``, :func:`key_bytes`), whether the index holds it."""
+        return self._table.locate(digests)["file"] != MISSING
 
     def contains(self, keys: list[str]) -> np.ndarray:
         """For each of ``keys``, whether the store holds it (one vectorised lookup; within
