@@ -178,16 +178,21 @@ def test_importing_the_core_imports_no_optional_package():
         "import hf_megadocs.generation.sources, hf_megadocs.generation.embedded\n"
         f"print([m for m in {OPTIONAL!r} if m in sys.modules])\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
+    done = _run_python(code, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.splitlines()[-1] == "[]"
+
+
+def _run_python(code: str, *args: str, timeout: int) -> subprocess.CompletedProcess[str]:
+    """``python -c code args...`` from the checkout, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
         check=False,
         capture_output=True,
         text=True,
         cwd=ROOT,
-        timeout=300,
+        timeout=timeout,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.splitlines()[-1] == "[]"
 
 
 CORE_RUN = """
@@ -228,14 +233,7 @@ def test_the_builder_and_the_trainer_run_without_any_optional_package(tmp_path):
             text = " ".join(words[(i + j) % len(words)] for j in range(60))
             out.write(json.dumps({"text": f"Document {i}. {text}."}) + "\n")
     code = ABSENT + CORE_RUN
-    done = subprocess.run(
-        [sys.executable, "-c", code, str(tmp_path), tokenizer],
-        check=False,
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=600,
-    )
+    done = _run_python(code, str(tmp_path), tokenizer, timeout=600)
     assert done.returncode == 0, done.stderr[-5000:]
     result = json.loads(done.stdout.splitlines()[-1])
     assert result["real"] > 0 and result["stitched"] > 0 and result["steps"] == 2
