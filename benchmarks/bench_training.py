@@ -120,8 +120,18 @@ def run_ours(args: argparse.Namespace, corpus: Path, output_dir: Path) -> float:
     from hf_megadocs.training.loop import train
 
     train(_config(args, corpus, output_dir))
-    records = [json.loads(line) for line in (output_dir / "metrics.jsonl").read_text().splitlines()]
-    return args.steps * args.batch_size * args.seq_len / sum(_step_seconds(records, args.warmup))
+    return loop_tokens_per_s(output_dir, args.warmup)
+
+
+def loop_tokens_per_s(output_dir: Path, warmup: int) -> float:
+    """tokens/s of a finished ``hf_megadocs.training.train`` run over its steps after
+    ``warmup``, read from ``metrics.jsonl`` (setup, eval and checkpoints not counted)."""
+    lines = (output_dir / "metrics.jsonl").read_text().splitlines()
+    records = [r for r in map(json.loads, lines) if r["kind"] == "train"]
+    timed = [(p, c) for p, c in zip(records, records[1:]) if c["step"] > warmup]
+    if not timed:
+        raise ValueError(f"{output_dir}/metrics.jsonl has no train record after step {warmup}")
+    return sum(c["tokens"] - p["tokens"] for p, c in timed) / sum(_step_seconds(records, warmup))
 
 
 def _step_seconds(records: list[dict], warmup: int) -> list[float]:

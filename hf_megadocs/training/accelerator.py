@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from hf_megadocs.extras import require
 from hf_megadocs.training.config import TrainConfig
+from hf_megadocs.training.nodes import check_shared_folder
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -77,6 +78,8 @@ def make_accelerator(config: TrainConfig) -> Accelerator:
         cpu=cpu,
     )
     set_seed(config.seed)
+    # Several processes (nodes) must share the run folder: rank 0 alone writes checkpoints.
+    check_shared_folder(accelerator, output_dir)
     return accelerator
 
 

@@ -4,8 +4,9 @@
 rank-sharded ``MixingSampler`` (whose ``state_dict`` is checkpointed), a ``StepBatches``
 iterator that turns one optimizer step's rows into micro-batches, the evaluation windows
 and the lineage numbers written to ``config.json``. Tokenization runs under
-``accelerator.main_process_first()`` so the ``datasets`` cache is filled once, and so is
-the packed-rows cache beside it, which every rank then memory-maps.
+:func:`~hf_megadocs.training.nodes.main_process_first_per_node` so the ``datasets`` cache is
+filled once per node (once in all when the nodes share it), and so is the packed-rows cache
+beside it, which every rank of the node then memory-maps.
 """
 
 from __future__ import annotations
@@ -136,14 +137,15 @@ class TrainData:
 
 
 def build_train_data(config: TrainConfig, tokenizer: Any, accelerator: Accelerator) -> TrainData:
-    """Load, tokenize (main process first), pack and shard the streams for this process."""
+    """Load, tokenize (once per node, see module doc), pack and shard this rank's streams."""
     from hf_megadocs.training.data.collate import MixedBatchCollator
     from hf_megadocs.training.data.mixing import MixingSampler
     from hf_megadocs.training.data.packing import PackConfig, pack
     from hf_megadocs.training.data.tokenize import tokenize_corpus
+    from hf_megadocs.training.nodes import main_process_first_per_node
 
     data = config.data
-    with accelerator.main_process_first():
+    with main_process_first_per_node(accelerator):
         real_dd, real_train, validation, held_out = real_training_split(config)
         synthetic_train = None
         if data.has_synthetic:
@@ -174,8 +176,8 @@ def build_train_data(config: TrainConfig, tokenizer: Any, accelerator: Accelerat
             if long_split is not None
             else val_tok
         )
-        # Packed once, by the main process, into files beside the tokenized Arrow cache;
-        # the other ranks then map the same files (one copy in the page cache per node).
+        # Packed once per node into files beside the tokenized Arrow cache; the node's
+        # other ranks then map the same files (one copy in its page cache).
         pack_config = PackConfig(seq_len=data.seq_len, attention=data.attention, seed=config.seed)
         real = pack(real_tok, pack_config, cache_dir=packed_cache_dir(real_tok))
         synthetic = (
