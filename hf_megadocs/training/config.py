@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from hf_megadocs.training.data.mixing import MixConfig
 from hf_megadocs.training.data.packing import ATTENTION_MODES, AttentionMode
+from hf_megadocs.training.losses import LossConfig
 
 logger = logging.getLogger(__name__)
 
@@ -252,6 +253,8 @@ class TrainConfig:
     """Optimizer and learning-rate schedule."""
     eval: EvalConfig = field(default_factory=EvalConfig)
     """Evaluation sets and buckets."""
+    loss: LossConfig = field(default_factory=LossConfig)
+    """How the loss is computed: in chunks that never hold the full logits, or plainly."""
     output_dir: str = "runs/megadocs"
     """Run directory: config.json, metrics.jsonl, summary.json, checkpoints/, tracker logs."""
     run_name: str | None = None
@@ -371,10 +374,11 @@ class TrainConfig:
         for name, value in saved.items():
             if name not in sections:
                 continue  # num_params, total_steps, …: facts of the run, not settings
-            section = _SECTIONS.get(name)
-            if section is None:
+            factory = sections[name].default_factory
+            if factory is dataclasses.MISSING:  # a plain value, not a section
                 kwargs[name] = value
                 continue
+            section = type(factory())  # model, data, mix, …: a sub-config dataclass
             known = {f.name: f for f in dataclasses.fields(section)}
             kwargs[name] = section(
                 **{
@@ -384,15 +388,6 @@ class TrainConfig:
                 }
             )
         return cls(**kwargs)
-
-
-_SECTIONS: dict[str, type] = {
-    "model": ModelConfig,
-    "data": DataConfig,
-    "mix": MixConfig,
-    "optim": OptimConfig,
-    "eval": EvalConfig,
-}
 
 
 def _require(ok: bool, name: str, value: Any, allowed: str) -> None:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from datasets import Dataset
 
     from hf_megadocs.training.config import EvalConfig
+    from hf_megadocs.training.losses import LossConfig
 
 logger = logging.getLogger(__name__)
 
@@ -123,10 +124,12 @@ def _loss_sums(
     device: torch.device,
     n_buckets: int,
     width: int,
+    loss_config: LossConfig,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-bucket (sum of token losses, token count) over ``windows``, in float64."""
     import torch
-    import torch.nn.functional as F
+
+    from hf_megadocs.training.losses import next_token_losses
 
     sums = torch.zeros(n_buckets, dtype=torch.float64, device=device)
     counts = torch.zeros(n_buckets, dtype=torch.float64, device=device)
@@ -139,14 +142,11 @@ def _loss_sums(
             ids[row, : len(window)] = torch.tensor(window)
             mask[row, : len(window)] = 1
         ids, mask = ids.to(device), mask.to(device)
-        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
-        targets = ids[:, 1:]
-        valid = mask[:, 1:].bool()
-        loss = F.cross_entropy(
-            logits.reshape(-1, logits.size(-1)), targets.reshape(-1), reduction="none"
-        ).view_as(targets)
+        labels = ids.masked_fill(mask == 0, -100)
+        _, loss = next_token_losses(model, ids, labels, loss_config, attention_mask=mask)
+        loss, valid = loss[:, :-1], mask[:, 1:].bool()
         # The token predicted at index j sits at document position j + 1.
-        positions = torch.arange(1, length, device=device).expand_as(targets)
+        positions = torch.arange(1, length, device=device).expand_as(loss)
         bucket = (positions // width).clamp(max=n_buckets - 1)[valid]
         sums.index_add_(0, bucket, loss[valid].double())
         counts.index_add_(0, bucket, torch.ones_like(bucket, dtype=torch.float64))
@@ -161,13 +161,17 @@ def evaluate(
     seq_len: int,
     batch_size: int,
     position_bucket: int,
+    loss: LossConfig | None = None,
 ) -> dict[str, Any]:
     """Mean i.i.d. loss, selection loss, long-context loss and its value per position bucket.
 
     Runs on the unwrapped model (no DDP collectives per forward), in eval mode, then
-    restores train mode. Keys are missing when their set is empty.
+    restores train mode; token losses as training computes them (``loss``; None: the
+    default, chunked). Keys are missing when their set is empty.
     """
     import torch
+
+    from hf_megadocs.training.losses import LossConfig
 
     rank, world = accelerator.process_index, accelerator.num_processes
     labels = bucket_labels(seq_len, position_bucket)
@@ -178,7 +182,8 @@ def evaluate(
 
     def sums(windows: list[list[int]], buckets: int, width: int) -> tuple[Any, Any]:
         return _loss_sums(inner, windows[rank::world], batch_size=batch_size,
-                          device=accelerator.device, n_buckets=buckets, width=width)  # fmt: skip
+                          device=accelerator.device, n_buckets=buckets, width=width,
+                          loss_config=loss or LossConfig())  # fmt: skip
 
     with torch.no_grad(), accelerator.autocast():
         iid_sum, iid_count = sums(eval_set.iid, 1, seq_len)

@@ -295,10 +295,8 @@ def _optimizer_step(run: Run) -> None:
     seen = torch.zeros(len(SEEN_GROUPS), dtype=torch.float64, device=accelerator.device)
     for micro in run.batches.next_step():
         with accelerator.accumulate(model):
-            logits = model(
-                input_ids=micro["input_ids"], position_ids=micro.get("position_ids")
-            ).logits
-            loss, sums = token_losses(logits, micro)
+            with accelerator.autocast():  # the loss's matmuls too, as the model's forward
+                loss, sums = token_losses(model, micro, run.config.loss)
             step_sums += sums
             seen += tokens_seen(micro)
             accelerator.backward(loss)
@@ -354,6 +352,7 @@ def _evaluate(run: Run) -> dict[str, Any]:
         seq_len=config.data.seq_len,
         batch_size=config.eval.batch_size or config.micro_batch_size,
         position_bucket=config.eval.position_bucket,
+        loss=config.loss,
     )
     if run.accelerator.is_main_process:
         append_jsonl(run.metrics_path, {"kind": "eval", "step": step, **result})
