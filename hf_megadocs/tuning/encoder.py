@@ -19,6 +19,7 @@ import os
 import shutil
 import tempfile
 import zipfile
+from collections import OrderedDict
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -77,12 +78,33 @@ def embedded_encoder_path(cache_dir: str | os.PathLike[str] | None = None) -> Pa
     return target
 
 
+def greedy_f1(candidate: Any, reference: Any, recall_reference: Any | None = None) -> float:
+    """BERTScore's F1 of two ``(tokens, dim)`` tensors of normalised token embeddings: the
+    harmonic mean of precision (each candidate token's best cosine to a reference token,
+    averaged) and recall (the same from the reference's side; from ``recall_reference``'s
+    tokens when given)."""
+    precision = (candidate @ reference.T).max(dim=1).values.mean().item()
+    recalled = reference if recall_reference is None else recall_reference
+    recall = (candidate @ recalled.T).max(dim=0).values.mean().item()
+    total = precision + recall
+    return 2 * precision * recall / total if total > 0 else 0.0
+
+
 class TextEncoder:
     """all-MiniLM-L6-v2 on the CPU (float32, eval mode, no gradients)."""
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, batch_size: int = 16) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        batch_size: int = 16,
+        cache_size: int = 256,
+    ) -> None:
         self.path = Path(path) if path is not None else embedded_encoder_path()
         self.batch_size = batch_size
+        # token embeddings of the last cache_size texts: every sample of a GRPO group, and
+        # every step its prompt comes back, shares one source
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, Any] = OrderedDict()
 
     @cached_property
     def _model(self) -> tuple[Any, Any]:
@@ -101,7 +123,21 @@ class TextEncoder:
 
     def token_embeddings(self, texts: list[str]) -> list[Any]:
         """Per text, a ``(tokens, 384)`` tensor of normalised contextual token embeddings
-        ([CLS] and [SEP] left out)."""
+        ([CLS] and [SEP] left out); each distinct text is encoded once, recent ones cached."""
+        missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        fresh = dict(zip(missing, self._encode(missing), strict=True))
+        result = []
+        for text in texts:
+            if text not in fresh:
+                self._cache.move_to_end(text)
+            result.append(fresh.get(text, self._cache.get(text)))
+        for text, tokens in fresh.items():
+            self._cache[text] = tokens
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return result
+
+    def _encode(self, texts: list[str]) -> list[Any]:
         import torch
 
         tokenizer, model = self._model
@@ -129,15 +165,12 @@ class TextEncoder:
         no idf weighting, no baseline rescaling)."""
         if len(candidates) != len(references):
             raise ValueError(f"{len(candidates)} candidates for {len(references)} references")
-        embedded = self.token_embeddings(list(candidates) + list(references))
-        scores = []
-        for cand, ref in zip(embedded[: len(candidates)], embedded[len(candidates) :], strict=True):
-            similarity = cand @ ref.T
-            precision = similarity.max(dim=1).values.mean().item()
-            recall = similarity.max(dim=0).values.mean().item()
-            total = precision + recall
-            scores.append(2 * precision * recall / total if total > 0 else 0.0)
-        return scores
+        unique = list(dict.fromkeys([*candidates, *references]))  # a GRPO group shares a source
+        embedded = dict(zip(unique, self.token_embeddings(unique), strict=True))
+        return [
+            greedy_f1(embedded[cand], embedded[ref])
+            for cand, ref in zip(candidates, references, strict=True)
+        ]
 
     def sentence_embeddings(self, texts: list[str]) -> Any:
         """A ``(len(texts), 384)`` tensor of normalised mean-pooled embeddings."""
@@ -149,4 +182,10 @@ class TextEncoder:
         return torch.nn.functional.normalize(torch.stack(pooled), dim=-1)
 
 
-__all__ = ["ENCODER_NAME", "ENCODER_PACKAGE", "TextEncoder", "embedded_encoder_path"]
+__all__ = [
+    "ENCODER_NAME",
+    "ENCODER_PACKAGE",
+    "TextEncoder",
+    "embedded_encoder_path",
+    "greedy_f1",
+]

@@ -1,4 +1,4 @@
-"""An LLM judge behind any OpenAI-compatible endpoint: faithfulness and quality rewards.
+"""An LLM judge behind any OpenAI-compatible endpoint: faithfulness, structure, quality.
 
 For users with a GPU judge (``vllm serve <judge model>``): the offline rewards stand in
 for SynPro's NLI faithfulness and its document-quality rater with an embedded encoder and
@@ -9,6 +9,10 @@ project's own wording.
 - ``judge_faithfulness``: rephrase: 1 if the judge answers that the rewrite keeps the
   source's content and adds nothing, else 0; reformat: the share of entries it labels
   faithful (SynPro's per-entry labels: faithful / unfaithful topic / unfaithful content).
+- ``judge_structure`` (rephrase): 1 if the judge answers that the rewrite keeps the
+  source's block structure (paragraph breaks, lists, code blocks, tables, and none added),
+  else 0: SynPro's binary structure judge; :mod:`hf_megadocs.tuning.structure` is the
+  offline stand-in.
 - ``judge_quality``: the judge's 1–10 quality score of the output minus the source's
   (the source scored once per document), divided by 9.
 
@@ -38,6 +42,15 @@ ENTRIES_PROMPT = (
     "topic is not in the source, 'unfaithful content' if the content states something the "
     "source does not support. Reply with one line per entry, as '<number>: <label>'.\n\n"
     "SOURCE:\n{source}\n\nENTRIES:\n{entries}"
+)
+STRUCTURE_PROMPT = (
+    "You compare the layout of a REWRITE with the layout of its SOURCE; the wording may "
+    "differ freely. Answer YES if the rewrite keeps the source's blocks: its paragraph "
+    "breaks, each list as a list with its items, each code block as a code block, each "
+    "table as a table, and adds no list, table or code block the source does not have. "
+    "Dropped boilerplate (menus, ads, footers) does not count against it. Answer NO "
+    "otherwise. Reply with the single word YES or NO.\n\n"
+    "SOURCE:\n{source}\n\nREWRITE:\n{output}"
 )
 QUALITY_PROMPT = (
     "Rate the TEXT below as a document to train a language model on: informative, "
@@ -108,20 +121,30 @@ class EndpointJudge:
         return text[: self.config.max_source_chars]
 
     def rephrase_faithfulness(self, outputs: list[str], sources: list[str]) -> list[float | None]:
+        """1 per rewrite the judge calls faithful, 0 per one it does not (or empty)."""
+        return self._yes_no_per_pair(REPHRASE_PROMPT, "faithfulness", outputs, sources)
+
+    def rephrase_structure(self, outputs: list[str], sources: list[str]) -> list[float | None]:
+        """1 per rewrite the judge says keeps the source's block structure, else 0."""
+        return self._yes_no_per_pair(STRUCTURE_PROMPT, "structure", outputs, sources)
+
+    def _yes_no_per_pair(
+        self, template: str, what: str, outputs: list[str], sources: list[str]
+    ) -> list[float | None]:
         asked = [i for i, out in enumerate(outputs) if out]  # an empty output scores 0 unasked
         answers = self.ask([
-            REPHRASE_PROMPT.format(source=self._cut(sources[i]), output=self._cut(outputs[i]))
+            template.format(source=self._cut(sources[i]), output=self._cut(outputs[i]))
             for i in asked
         ])  # fmt: skip
         scores: list[float | None] = [0.0] * len(outputs)
         for i, answer in zip(asked, answers, strict=True):
-            scores[i] = self._yes_no(answer)
+            scores[i] = self._yes_no(answer, what)
         return scores
 
-    def _yes_no(self, answer: str) -> float | None:
+    def _yes_no(self, answer: str, what: str) -> float | None:
         match = _YES_NO.search(answer)
         if match is None:
-            self.unparsed["faithfulness"] += 1
+            self.unparsed[what] += 1
             return None
         return float(match[1].upper() == "YES")
 
@@ -176,4 +199,11 @@ class EndpointJudge:
         self.backend.close()
 
 
-__all__ = ["ENTRIES_PROMPT", "QUALITY_PROMPT", "REPHRASE_PROMPT", "EndpointJudge", "JudgeConfig"]
+__all__ = [
+    "ENTRIES_PROMPT",
+    "QUALITY_PROMPT",
+    "REPHRASE_PROMPT",
+    "STRUCTURE_PROMPT",
+    "EndpointJudge",
+    "JudgeConfig",
+]

@@ -10,19 +10,25 @@ completion, or None where it cannot score one (TRL then leaves it out of the sum
   paragraph or lead-in, i.e. no loop; reformat: 1..``max_entries`` well-formed entries,
   no repeated topic);
 - ``faithfulness``: rephrase: 1 if the BERTScore F1 with the source (over the embedded
-  encoder) exceeds ``bertscore_threshold``; reformat: the fraction of entries the source
+  encoder), rescaled against unrelated pairs, exceeds ``faithfulness_threshold`` and most
+  of the output's names and numbers occur in the source
+  (:mod:`hf_megadocs.tuning.faithfulness`); reformat: the fraction of entries the source
   supports, both semantically (an embedding-similar source sentence) and lexically (their
   numbers and most content words occur in the source);
+- ``structure`` (rephrase): how well the output keeps the source's paragraphs, lists,
+  code blocks, tables and headings, graded in [0, 1] (:mod:`hf_megadocs.tuning.structure`);
 - ``quality``: heuristic quality of the output minus that of the source;
 - ``influence``: data influence on the model being pre-trained
   (:mod:`hf_megadocs.tuning.influence`), output minus source;
-- ``judge_faithfulness`` / ``judge_quality``: the same judgements by an LLM behind an
-  OpenAI-compatible endpoint (:mod:`hf_megadocs.tuning.judge`), for users with a GPU judge.
+- ``judge_faithfulness`` / ``judge_structure`` / ``judge_quality``: the same judgements
+  by an LLM behind an OpenAI-compatible endpoint (:mod:`hf_megadocs.tuning.judge`), for
+  users with a GPU judge.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +36,18 @@ from typing import Any, Literal
 
 from hf_megadocs.corpora.assembly import parse_reformat
 from hf_megadocs.generation.cleaning import clean_text
+from hf_megadocs.tuning.faithfulness import (
+    F1_BASELINE,
+    FACT_SUPPORT,
+    RESCALED_THRESHOLD,
+    fact_support,
+    faithfulness_f1,
+    rescale,
+)
 from hf_megadocs.tuning.quality import quality_score
+from hf_megadocs.tuning.structure import structure_score
+
+logger = logging.getLogger(__name__)
 
 Operation = Literal["rephrase", "reformat"]
 RewardFunc = Callable[..., list[float | None]]
@@ -49,8 +66,15 @@ class RewardSettings:
     """``length``: the output may be at most this many times the source's characters."""
     max_entries: int = 8
     """``format`` for reformat: at most this many Topic / Content entries."""
-    bertscore_threshold: float = 0.65
-    """``faithfulness`` for rephrase: the BERTScore F1 an output must exceed."""
+    faithfulness_baseline: float = F1_BASELINE
+    """``faithfulness`` for rephrase: the encoder's mean F1 on unrelated pairs; F1 is
+    rescaled ``(f1 - b) / (1 - b)`` (measured by ``benchmarks/bench_faithfulness.py``)."""
+    faithfulness_threshold: float = RESCALED_THRESHOLD
+    """``faithfulness`` for rephrase: the *rescaled* F1 an output must exceed (chosen on
+    the check set of :mod:`hf_megadocs.tuning.faithfulness_checks`)."""
+    fact_support: float = FACT_SUPPORT
+    """``faithfulness`` for rephrase: share of the output's names and numbers that must
+    occur in the source (0 turns the check off)."""
     entry_similarity: float = 0.5
     """``faithfulness`` for reformat: cosine similarity an entry needs to its closest
     source sentence."""
@@ -62,6 +86,17 @@ class RewardSettings:
     set it must occur exactly once and only the text after it is scored."""
     min_repeat_chars: int = 40
     """``format`` for rephrase: paragraphs at least this long may not repeat."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.faithfulness_baseline < 1:
+            raise ValueError(
+                "RewardSettings.faithfulness_baseline must be in [0, 1) (the encoder's mean "
+                f"F1 on unrelated pairs), got {self.faithfulness_baseline}."
+            )
+        if not 0 <= self.fact_support <= 1:
+            raise ValueError(
+                f"RewardSettings.fact_support must be in [0, 1], got {self.fact_support}."
+            )
 
 
 def raw_completion(completion: Any) -> str:
@@ -152,12 +187,16 @@ class Rewards:
         texts = self._texts(completions)
         if self.operation == "rephrase":
             scorable = [i for i, text in enumerate(texts) if text]
-            f1 = self.encoder.bertscore_f1(
-                [texts[i] for i in scorable], [source[i] for i in scorable]
+            f1 = faithfulness_f1(
+                self.encoder, [texts[i] for i in scorable], [source[i] for i in scorable]
             )
+            settings = self.settings
             scores: list[float | None] = [0.0] * len(texts)
             for i, value in zip(scorable, f1, strict=True):
-                scores[i] = float(value > self.settings.bertscore_threshold)
+                scores[i] = float(
+                    rescale(value, settings.faithfulness_baseline) > settings.faithfulness_threshold
+                    and fact_support(texts[i], source[i]) >= settings.fact_support
+                )
             return scores
         return [self._supported_share(text, src) for text, src in zip(texts, source, strict=True)]
 
@@ -184,6 +223,14 @@ class Rewards:
                 and numbers_found
             )
         return supported / len(entries)
+
+    def structure(
+        self, completions: Sequence[Any], source: Sequence[str], **_: Any
+    ) -> list[float | None]:
+        return [
+            structure_score(text, src)
+            for text, src in zip(self._texts(completions), source, strict=True)
+        ]
 
     def quality(
         self, completions: Sequence[Any], source: Sequence[str], **_: Any
@@ -224,6 +271,11 @@ class Rewards:
         return judge.entry_faithfulness([parse_reformat(t, max_entries=limit) for t in texts],
                                         list(source))  # fmt: skip
 
+    def judge_structure(
+        self, completions: Sequence[Any], source: Sequence[str], **_: Any
+    ) -> list[float | None]:
+        return self._endpoint().rephrase_structure(self._texts(completions), list(source))
+
     def judge_quality(
         self, completions: Sequence[Any], source: Sequence[str], **_: Any
     ) -> list[float | None]:
@@ -239,10 +291,18 @@ class Rewards:
             "influence": self.influence_delta,
             "judge_faithfulness": self.judge_faithfulness,
             "judge_quality": self.judge_quality,
+            "structure": self.structure,
+            "judge_structure": self.judge_structure,
         }
         unknown = [n for n in names if n not in table]
         if unknown:
             raise ValueError(f"unknown reward(s) {unknown}; valid rewards: {sorted(table)}.")
+        misplaced = [n for n in names if n in REPHRASE_ONLY and self.operation != "rephrase"]
+        if misplaced:
+            raise ValueError(
+                f"the reward(s) {misplaced} score a rephrase's block structure; a "
+                f"{self.operation} output changes the structure on purpose: drop them."
+            )
         return [_named(table[n], n) for n in names]
 
 
@@ -254,7 +314,26 @@ REWARD_NAMES = (
     "influence",
     "judge_faithfulness",
     "judge_quality",
+    "structure",
+    "judge_structure",
 )
+REPHRASE_ONLY = ("structure", "judge_structure")
+"""Rewards that only make sense for the rephrase operation."""
+
+
+def drop_rephrase_only(operation: str, rewards: dict[str, float]) -> dict[str, float]:
+    """``rewards`` without the rephrase-only ones when ``operation`` is not rephrase (e.g. a
+    rounds template's rewards reused for its reformat run), each drop logged."""
+    if operation == "rephrase":
+        return rewards
+    dropped = [name for name in rewards if name in REPHRASE_ONLY]
+    if dropped:
+        logger.warning(
+            "left the reward(s) %s out of this %s run: they score a rephrase's block "
+            "structure, which %s changes on purpose",
+            dropped, operation, operation,
+        )  # fmt: skip
+    return {name: weight for name, weight in rewards.items() if name not in REPHRASE_ONLY}
 
 
 def _named(method: Callable[..., list[float | None]], name: str) -> RewardFunc:
@@ -265,4 +344,12 @@ def _named(method: Callable[..., list[float | None]], name: str) -> RewardFunc:
     return reward
 
 
-__all__ = ["REWARD_NAMES", "RewardSettings", "Rewards", "completion_text", "raw_completion"]
+__all__ = [
+    "REPHRASE_ONLY",
+    "REWARD_NAMES",
+    "RewardSettings",
+    "Rewards",
+    "completion_text",
+    "drop_rephrase_only",
+    "raw_completion",
+]

@@ -27,6 +27,9 @@ def _answer(prompt: str) -> str:
         return "I am not sure what you mean."
     if prompt.startswith("You check rewrites"):
         return "YES" if "levee" in prompt.split("REWRITE:")[1] else "No."
+    if prompt.startswith("You compare the layout"):
+        source, rewrite = prompt.split("SOURCE:\n", 1)[1].split("\n\nREWRITE:\n")
+        return "Yes." if source.count("\n- ") == rewrite.count("\n- ") else "NO"
     if prompt.startswith("You check notes"):
         entries = re.findall(r"^(\d+)\. Topic: (.*)$", prompt, re.M)
         return "\n".join(
@@ -103,6 +106,18 @@ def test_rephrase_faithfulness_reads_yes_no_and_counts_junk(rule_judge):
     assert len(rule_judge.prompts) == 3
 
 
+def test_structure_judge_reads_yes_no_and_counts_junk(rule_judge):
+    rewards = _rewards("rephrase", rule_judge.url)
+    source = "Before you start:\n- a levee permit\n- a survey"
+    outputs = ["First get:\n- the permit\n- the survey", "Get a permit and a survey first.",
+               "JUNK answer please", ""]  # fmt: skip
+    scores = rewards.judge_structure(completions=[chat(o) for o in outputs], source=[source] * 4)
+    assert scores == [1.0, 0.0, None, 0.0]  # empty output: 0 without asking
+    assert rewards.judge.unparsed == {"structure": 1}
+    assert len(rule_judge.prompts) == 3
+    assert all(p.startswith("You compare the layout") for p in rule_judge.prompts)
+
+
 def test_reformat_faithfulness_is_the_share_of_faithful_entries(rule_judge):
     rewards = _rewards("reformat", rule_judge.url)
     entries = "Topic: The levee\nContent: Built in 2019.\n\nTopic: Cats\nContent: They sleep."
@@ -140,7 +155,9 @@ def test_a_real_model_as_judge_gives_rewards_or_counted_nones(vllm_server):
     faithful = rewards.judge_faithfulness(completions=[chat(o) for o in outputs],
                                           source=[SOURCE] * 2)  # fmt: skip
     quality = rewards.judge_quality(completions=[chat(o) for o in outputs], source=[SOURCE] * 2)
-    assert all(v is None or v in (0.0, 1.0) for v in faithful)
+    structure = rewards.judge_structure(completions=[chat(o) for o in outputs],
+                                        source=[SOURCE] * 2)  # fmt: skip
+    assert all(v is None or v in (0.0, 1.0) for v in faithful + structure)
     assert all(v is None or -1.0 <= v <= 1.0 for v in quality)
-    nones = sum(v is None for v in faithful) + sum(v is None for v in quality)
+    nones = sum(v is None for v in faithful + quality + structure)
     assert sum(rewards.judge.unparsed.values()) >= nones  # every None was counted
