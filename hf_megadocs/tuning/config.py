@@ -16,7 +16,13 @@ from typing import Literal
 from hf_megadocs.generation.sources import SourceConfig
 from hf_megadocs.tuning.influence import InfluenceConfig
 from hf_megadocs.tuning.judge import JudgeConfig
-from hf_megadocs.tuning.rewards import REWARD_NAMES, Operation, RewardSettings
+from hf_megadocs.tuning.rewards import (
+    REPHRASE_ONLY,
+    REWARD_NAMES,
+    Operation,
+    RewardSettings,
+    drop_rephrase_only,
+)
 
 Profile = Literal["gpu", "cpu"]
 
@@ -32,9 +38,12 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "format": 1.0,
     "faithfulness": 1.0,
     "quality": 1.0,
+    "structure": 1.0,
     "influence": 3.0,
 }
-"""SynPro's weights: influence 3, every other reward 1."""
+"""SynPro's weights: influence 3, every other reward 1. ``structure`` is a rephrase reward
+(left out of reformat runs) and is judged by the endpoint (``judge_structure``) when
+``judge.base_url`` is set."""
 
 
 @dataclass(kw_only=True)
@@ -67,8 +76,10 @@ class TuneConfig:
     """Prompt to tune on; None = the operation's built-in (:data:`DEFAULT_PROMPTS`)."""
     prompt_template_file: str | None = None
     """A template file replacing the prompt's wording (e.g. a paper's exact prompt)."""
-    max_source_chars: int = 7000
-    """Sources are cut to this many characters (SynPro's 7,000) before tokens are counted."""
+    max_source_chars: int | None = None
+    """Sources are cut to this many characters before tokens are counted; None = 7,000
+    (gpu, SynPro's) / 360 (cpu: a faithful rewrite of a longer source cannot fit the 96-token
+    completion, and the calibrated faithfulness reward rightly scores a cut-off one 0)."""
     max_prompt_tokens: int | None = None
     """Prompt budget in tokens (TRL 1.16 has no prompt truncation: our request builder cuts
     the document); None = 2,048 (gpu) / 384 (cpu)."""
@@ -128,8 +139,15 @@ class TuneConfig:
             self.rewards = {
                 name: weight
                 for name, weight in DEFAULT_WEIGHTS.items()
-                if name != "influence" or self.influence.enabled
+                if (name != "influence" or self.influence.enabled)
+                and (name not in REPHRASE_ONLY or self.operation == "rephrase")
             }
+            if self.judge.enabled and "structure" in self.rewards:
+                self.rewards = {
+                    ("judge_structure" if n == "structure" else n): w
+                    for n, w in self.rewards.items()
+                }
+        self.rewards = drop_rephrase_only(self.operation, self.rewards)
         unknown = sorted(set(self.rewards) - set(REWARD_NAMES))
         if unknown:
             raise ValueError(
@@ -187,9 +205,20 @@ class TuneConfig:
             "max_steps",
             "max_completion_length",
             "max_prompt_tokens",
+            "max_source_chars",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"TuneConfig.{name} must be >= 1, got {getattr(self, name)}.")
+        floor = self.influence.min_output_chars
+        if "influence" in self.rewards and floor is not None:
+            # a bound no tokenizer beats; tune_generator checks again with the measured ratio
+            from hf_megadocs.tuning.influence_reward import MAX_CHARS_PER_TOKEN as BOUND
+            from hf_megadocs.tuning.influence_reward import unreachable_floor_message
+
+            if floor > self.max_completion_length * BOUND:
+                raise ValueError(
+                    unreachable_floor_message(floor, self.max_completion_length, BOUND)
+                )
         if self.num_generations < 2:
             raise ValueError(
                 f"TuneConfig.num_generations must be >= 2 (GRPO's advantages compare the "
@@ -212,6 +241,7 @@ class TuneConfig:
             "num_generations": 8 if gpu else 4,
             "learning_rate": (1e-6 if self.full_finetune else 2e-5) if gpu else 2e-4,
             "max_completion_length": 2048 if gpu else 96,
+            "max_source_chars": 7000 if gpu else 360,
             "per_device_batch_size": 8 if gpu else 4,
             "gradient_accumulation_steps": 4 if gpu else 1,
             "max_steps": 200 if gpu else 8,

@@ -81,25 +81,37 @@ def tune_generator(config: TuneConfig, *, influence_scorer: Any | None = None) -
     data = tuning_prompts(config, prompt, tokenizer)
     logger.info("tuning prompts: %s", dict(data.counters))
     scorer = influence_scorer if "influence" in config.reward_names else None
-    if scorer is None and "influence" in config.reward_names:
-        from hf_megadocs.tuning.influence import InfluenceScorer
+    influence = None
+    if "influence" in config.reward_names:
+        from hf_megadocs.tuning.influence_reward import InfluenceReward, output_floor
 
-        scorer = InfluenceScorer(config.influence)
+        floor = output_floor(config, tokenizer, [row["source"] for row in data.train])
+        if scorer is None:  # after the floor check: θ′ takes a while to train
+            from hf_megadocs.tuning.influence import InfluenceScorer
+
+            scorer = InfluenceScorer(config.influence)
+        influence = InfluenceReward(scorer, floor)
     judge = None
     if any(name.startswith("judge_") for name in config.reward_names):
         from hf_megadocs.tuning.judge import EndpointJudge
 
         judge = EndpointJudge(config.judge)
-    rewards = Rewards(config.operation, config.reward_settings, scorer, judge)
+    rewards = Rewards(config.operation, config.reward_settings, influence, judge)
     functions = rewards.functions(config.reward_names)
 
-    trainer = _grpo_trainer(config, path, tokenizer, data, functions, out)
+    callbacks = []
+    if influence is not None:  # before the metrics file: it adds the scored share to the logs
+        from hf_megadocs.tuning.influence_reward import InfluenceShareCallback
+
+        callbacks.append(InfluenceShareCallback(influence))
+    trainer = _grpo_trainer(config, path, tokenizer, data, functions, out, callbacks)
     resume = _latest_checkpoint(out / "trainer")
     if resume:
         logger.info("resuming GRPO from %s", resume)
     trainer.train(resume_from_checkpoint=resume)
     served = _save(trainer, tokenizer, config, path, out)
     del trainer
+    scored = influence.totals if influence is not None else None  # training samples only
 
     records = read_metrics(out / "metrics.jsonl")
     plot = plot_rewards(records, config.reward_names, out / "rewards.png") if records else None
@@ -108,6 +120,7 @@ def tune_generator(config: TuneConfig, *, influence_scorer: Any | None = None) -
     manifest["plot"] = plot.name if plot else None
     if scorer is not None:  # reference documents read, and dropped as evaluation documents
         manifest["influence_reference"] = scorer.reference_counts
+        manifest["influence_scored"] = scored
     if judge is not None:  # answers not in the asked form were left out of the reward
         manifest["judge_unparsed"] = dict(judge.unparsed)
         judge.close()
@@ -145,6 +158,7 @@ def _grpo_trainer(
     data: TuningPrompts,
     functions: list[Any],
     out: Path,
+    callbacks: list[Any] | None = None,
 ) -> Any:
     import torch
     from datasets import Dataset
@@ -201,7 +215,7 @@ def _grpo_trainer(
         train_dataset=Dataset.from_list(data.train),
         processing_class=tokenizer,
         peft_config=peft_config,
-        callbacks=[MetricsFileCallback(out / "metrics.jsonl")],
+        callbacks=[*(callbacks or []), MetricsFileCallback(out / "metrics.jsonl")],
     )
 
 

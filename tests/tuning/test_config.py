@@ -6,6 +6,7 @@ import pytest
 
 from hf_megadocs.tuning.config import DEFAULT_WEIGHTS, TuneConfig
 from hf_megadocs.tuning.influence import InfluenceConfig
+from hf_megadocs.tuning.reference_set import ReferenceConfig
 from hf_megadocs.tuning.rewards import REWARD_NAMES
 
 
@@ -59,7 +60,10 @@ def test_rank_above_max_is_fine_for_full_finetuning_or_a_raised_limit():
 
 def test_default_rewards_add_influence_only_with_a_checkpoint():
     assert TuneConfig().rewards == {k: v for k, v in DEFAULT_WEIGHTS.items() if k != "influence"}
-    with_checkpoint = TuneConfig(influence=InfluenceConfig(checkpoint="runs/pretrain"))
+    influence = InfluenceConfig(
+        checkpoint="runs/pretrain", reference=ReferenceConfig(source="analogies")
+    )
+    with_checkpoint = TuneConfig(influence=influence)
     assert with_checkpoint.rewards == DEFAULT_WEIGHTS
     assert with_checkpoint.rewards["influence"] == 3.0
     assert set(DEFAULT_WEIGHTS) <= set(REWARD_NAMES)
@@ -78,6 +82,7 @@ def test_gpu_profile_has_the_papers_settings():
     assert lora.learning_rate == 2e-5
     assert lora.beta == 0.005
     assert lora.max_completion_length == 2048
+    assert lora.max_source_chars == 7000  # SynPro's
     assert lora.max_prompt_tokens == 2048
     assert lora.temperature == 1.0 and lora.top_p == 0.9
     assert (lora.per_device_batch_size, lora.gradient_accumulation_steps) == (8, 4)
@@ -92,6 +97,7 @@ def test_cpu_profile_is_small():
     assert cpu.num_generations == 4
     assert cpu.learning_rate == 2e-4
     assert cpu.max_completion_length == 96
+    assert cpu.max_source_chars == 360  # a faithful rewrite fits 96 tokens
     assert cpu.max_prompt_tokens == 384
     assert (cpu.per_device_batch_size, cpu.gradient_accumulation_steps) == (4, 1)
     assert cpu.max_steps == 8

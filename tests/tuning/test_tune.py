@@ -14,6 +14,7 @@ import pytest
 from hf_megadocs.generation.sources import SourceConfig
 from hf_megadocs.tuning.config import TuneConfig
 from hf_megadocs.tuning.influence import InfluenceConfig
+from hf_megadocs.tuning.reference_set import ReferenceConfig
 
 REWARDS = {"length": 1.0, "format": 1.0, "faithfulness": 1.0, "quality": 1.0, "influence": 3.0}
 STEPS = 2
@@ -33,11 +34,10 @@ def _smoke_config(output_dir: Path, checkpoint: Path, **overrides) -> TuneConfig
         "rewards": REWARDS,
         "influence": InfluenceConfig(
             checkpoint=str(checkpoint),
-            reference=SourceConfig(source="embedded-long", max_docs=2),
+            reference=ReferenceConfig(source="analogies", max_examples=64),
             reference_steps=2,
             warmup_steps=0,
             batch_size=2,
-            max_tokens=64,
             min_output_chars=20,
             device="cpu",
         ),
@@ -108,6 +108,10 @@ def test_every_reward_is_logged_at_every_step(smoke):
         for name in REWARDS:
             assert f"rewards/{name}/mean" in record, (name, sorted(record))
         assert "reward" in record
+        # influence is on: each step logs the share of samples it really scored
+        assert 0 <= record["influence/scored_share"] <= 1 and record["influence/samples"] > 0
+    scored = smoke["result"].manifest["influence_scored"]
+    assert scored["samples"] == sum(r["influence/samples"] for r in records)
     assert (smoke["out"] / "rewards.png").stat().st_size > 0
 
 
