@@ -7,6 +7,8 @@
 - :func:`plot_scaling_law` — the fitted L(D) with the real-only points, and every other
   run placed at its equivalent real tokens.
 - :func:`plot_loss_vs_g_with_seeds` — a study's mean loss vs G per method, seed error bars.
+- :func:`plot_loss_by_step` — loss against optimizer step per arm, with marked boundaries
+  (model-aware rounds against repetition).
 """
 
 from __future__ import annotations
@@ -340,4 +342,28 @@ def plot_measured_curve(
         marker = "D" if math.isfinite(eq) else ("<" if loss > points[0][1] else ">")
         ax.scatter([x], [loss], color=color, marker=marker, zorder=4, label=label)
     _loss_vs_d_axes(ax, "methods placed on the measured real-only curve", len(placed) + 2)
+    return _save(fig, path)
+
+
+def plot_loss_by_step(
+    series: Sequence[tuple[str, Sequence[float], Sequence[float], bool]],
+    boundaries: Sequence[float],
+    path: str | Path,
+    *,
+    ylabel: str = "i.i.d. loss (nats/token)",
+) -> Path:
+    """Loss against optimizer step: ``series`` is (label, steps, losses, emphasised) per
+    line (faint when not emphasised; a one-point series is a marker), ``boundaries`` the
+    steps drawn as dotted vertical lines (where each round starts)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.8, 4.4))
+    for step in boundaries:
+        ax.axvline(step, color="gray", linestyle=":", linewidth=1)
+    for label, steps, losses, strong in series:
+        ax.plot(list(steps), list(losses), marker="o", markersize=3 if strong else 2,
+                linewidth=1.6 if strong else 0.9, alpha=1.0 if strong else 0.55, label=label)  # fmt: skip
+    ax.set_xlabel("optimizer step (dotted: a round starts)")
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    _legend(ax, len(series))
     return _save(fig, path)

@@ -1,6 +1,6 @@
 """Model-aware generation rounds (SynPro's second half): ``hf-megadocs rounds``.
 
-One round, from a pre-training run whose i.i.d. loss has plateaued (or on demand):
+One round, from a pre-training run whose held-out loss has plateaued (or on demand):
 
 1. θ = the run's latest checkpoint;
 2. tune a generator per operation (rephrase, reformat) from the *base* instruct model with
@@ -13,7 +13,14 @@ One round, from a pre-training run whose i.i.d. loss has plateaued (or on demand
    row), each saved under the round;
 5. continue pre-training from θ (``recipes/train.py --continue_from``: weights, AdamW state
    and global step kept, constant learning rate) on the real data plus the **union** of
-   every round's corpora so far.
+   every round's corpora so far;
+6. beside it, the repetition-only control arm (:mod:`~hf_megadocs.tuning.control_arm`):
+   continuations on organic data alone for the same steps, at several amounts of unique
+   organic data, which give the effective-token multiplier of the rounds.
+
+A round is triggered when the loss on the run's held-out *selection* documents plateaus
+(never the reported ``iid_loss``), or on demand. ``rounds.md`` (with ``rounds.png``) in the
+output folder reports rounds against repetition (:mod:`~hf_megadocs.tuning.rounds_report`).
 
 Each round writes ``round_<k>/round.json``; every step is resumable (tuning and training
 resume from their checkpoints, generations are never paid twice), and a finished round
@@ -33,6 +40,8 @@ from typing import Any, Literal
 from hf_megadocs.generation.sources import SourceConfig
 from hf_megadocs.training.continuation import origin_step
 from hf_megadocs.tuning.config import DEFAULT_WEIGHTS, TuneConfig
+from hf_megadocs.tuning.continuations import continue_pretraining
+from hf_megadocs.tuning.control_arm import ControlConfig, run_control
 from hf_megadocs.tuning.round_corpora import (
     OPERATION_METHOD,
     ROUND_MANIFEST,
@@ -52,7 +61,6 @@ from hf_megadocs.tuning.selection import (
 logger = logging.getLogger(__name__)
 
 
-
 @dataclass(kw_only=True)
 class RoundsConfig:
     """Rounds of tune → select → regenerate → continue pre-training from one run."""
@@ -65,8 +73,10 @@ class RoundsConfig:
     num_rounds: int = 1
     """Rounds to run (finished ones are skipped, so raising it adds rounds)."""
     trigger: Literal["plateau", "now"] = "plateau"
-    """"plateau": start a round only once the run's iid_loss has plateaued (else stop and
-    say so); "now": start regardless (SynPro triggered rounds by hand)."""
+    """"plateau": start a round only once the run's ``selection_loss`` (validation documents
+    held apart from the reported ``iid_loss``: train the run with ``eval.selection_fraction``
+    > 0) has plateaued, else stop and say so; "now": start regardless (SynPro triggered
+    rounds by hand)."""
     plateau: PlateauConfig = field(default_factory=PlateauConfig)
     operations: list[str] = field(default_factory=lambda: ["rephrase", "reformat"])
     """SynPro's two operations; each gets its own tuned adapter and corpus per round."""
@@ -95,6 +105,9 @@ class RoundsConfig:
     """Processes of each continuation (``accelerate launch --num_processes``)."""
     train_flags: list[str] = field(default_factory=list)
     """Extra ``recipes/train.py`` flags for every continuation (e.g. ``--optim.lr 1e-3``)."""
+    control: ControlConfig = field(default_factory=ControlConfig)
+    """The repetition-only control arm beside every round (``--control.enabled false``
+    turns it off)."""
 
     def __post_init__(self) -> None:
         if self.num_rounds < 1:
@@ -135,6 +148,20 @@ class RoundsConfig:
                 )
         if self.train_steps is not None and self.train_steps < 1:
             raise ValueError(f"RoundsConfig.train_steps must be >= 1, got {self.train_steps}.")
+        if self.uses_influence and self.tune.influence.reference.source is None:
+            from hf_megadocs.tuning.reference_set import REFERENCE_HELP
+
+            # Said now, not when round 1 builds its scorer after the trigger has fired.
+            raise ValueError(
+                "the influence reward (tuning or selection) has no reference set; "
+                + REFERENCE_HELP.replace("--influence.", "--tune.influence.")
+            )
+
+    @property
+    def uses_influence(self) -> bool:
+        """Whether a round builds an influence scorer: to tune with it or to select by it."""
+        tunes_with_influence = self.adapters is None and self.influence_weight > 0
+        return tunes_with_influence or self.selection.score is not None
 
 
 @dataclass
@@ -163,10 +190,20 @@ def run_rounds(config: RoundsConfig) -> RoundsResult:
         plateau = detect_plateau(_metrics(run_dir), config.plateau)
         logger.info("round %d from %s: %s", index, checkpoint, plateau.describe())
         if config.trigger == "plateau" and not plateau.reached:
+            _report(config, manifests)
             return RoundsResult(manifests, f"round {index} not started: {plateau.describe()}")
         manifests.append(run_round(config, index, checkpoint, plateau))
+        _report(config, manifests)
         run_dir = round_dir / "train"
+    _report(config, manifests)
     return RoundsResult(manifests, f"{config.num_rounds} round(s) done")
+
+
+def _report(config: RoundsConfig, manifests: list[dict[str, Any]]) -> None:
+    from hf_megadocs.tuning.rounds_report import write_rounds_report
+
+    if manifests:
+        write_rounds_report(Path(config.output_dir), manifests, config.control)
 
 
 def run_round(
@@ -214,7 +251,20 @@ def run_round(
     union = union_of_rounds(
         Path(config.output_dir), index, round_dir, [c["path"] for c in corpora.values()]
     )
-    training = _continue_training(config, round_dir, checkpoint, run_info, union["path"])
+    changes = _continuation_changes(config, union["path"])
+    training = continue_pretraining(
+        run_info, checkpoint, round_dir / "train", round_dir / "train_config.yaml",
+        changes=changes, max_steps=config.train_steps, num_processes=config.num_processes,
+        train_flags=config.train_flags,
+    )  # fmt: skip
+    control = None
+    if config.control.enabled:
+        control = run_control(
+            config.control, rounds_dir=Path(config.output_dir), index=index,
+            checkpoint=checkpoint, run_info=run_info, rounds_changes=changes,
+            steps=training["steps"] - origin_step(checkpoint),
+            num_processes=config.num_processes, train_flags=config.train_flags,
+        )  # fmt: skip
     manifest = {
         "round": index,
         "finished": True,
@@ -227,6 +277,7 @@ def run_round(
         "corpora": corpora,
         "union": union,
         "training": training,
+        "control": control,
         "wall_s": round(time.perf_counter() - started, 1),
     }
     (round_dir / ROUND_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
@@ -246,8 +297,7 @@ def _metrics(run_dir: Path) -> list[dict[str, Any]]:
 
 def _influence_scorer(config: RoundsConfig, checkpoint: Path) -> Any | None:
     """One influence scorer at θ for the round's tuning and selection, when either uses it."""
-    tunes_with_influence = config.adapters is None and config.influence_weight > 0
-    if not tunes_with_influence and config.selection.score is None:
+    if not config.uses_influence:
         return None
     from hf_megadocs.tuning.influence import InfluenceScorer
 
@@ -317,51 +367,13 @@ def _scores(config: RoundsConfig, scorer: Any | None, texts: list[str]) -> list[
     return scorer.influence(texts)
 
 
-def _continue_training(
-    config: RoundsConfig,
-    round_dir: Path,
-    checkpoint: Path,
-    run_info: dict[str, Any],
-    union: str,
-) -> dict[str, Any]:
-    """``recipes/train.py --continue_from θ`` on real + the union, through accelerate."""
-    import yaml
-
-    from hf_megadocs.training.config import TrainConfig
-    from hf_megadocs.training.launch import launch_command, run_training, shell_line
-
-    settings = json.loads(json.dumps(run_info))
-    settings["data"].update(synthetic_corpus=None, synthetic_path=union)
-    settings["model"].update(tokenizer=run_info["tokenizer"], train_tokenizer_vocab=None)
-    settings["optim"].update(schedule="constant", warmup_fraction=config.warmup_fraction)
-    settings["mix"]["synthetic_share"] = config.synthetic_share
-    settings.update(
-        output_dir=str(round_dir / "train"),
-        continue_from=str(checkpoint),
-        resume_from_checkpoint="latest",  # a killed continuation resumes its own steps
-        max_steps=config.train_steps,
-        preset=None,
-    )
-    train_config = TrainConfig.from_dict(settings)  # validated here, before any launch
-    config_path = round_dir / "train_config.yaml"
-    config_path.write_text(yaml.safe_dump(train_config.to_dict(), sort_keys=False))
-    command = launch_command(
-        ["--config", str(config_path), *config.train_flags], num_processes=config.num_processes
-    )
-    logger.info("continuing pre-training: %s", shell_line(command))
-    code = run_training(command)
-    if code != 0:
-        raise RuntimeError(
-            f"the continuation exited with {code}: {shell_line(command)}; fix the cause and "
-            "run hf-megadocs rounds again (it resumes from the last checkpoint)."
-        )
-    summary = json.loads((round_dir / "train" / "summary.json").read_text())
+def _continuation_changes(config: RoundsConfig, union: str) -> dict[str, dict[str, Any]]:
+    """What the rounds' continuation changes in the checkpoint's run settings: the union as
+    its synthetic stream, at share m, and a constant learning rate after a short warmup."""
     return {
-        "output_dir": str(round_dir / "train"),
-        "command": shell_line(command),
-        "steps": summary["steps"],
-        "iid_loss": summary.get("iid_loss"),
-        "long_context_loss": summary.get("long_context_loss"),
+        "data": {"synthetic_corpus": None, "synthetic_path": union},
+        "mix": {"synthetic_share": config.synthetic_share},
+        "optim": {"schedule": "constant", "warmup_fraction": config.warmup_fraction},
     }
 
 

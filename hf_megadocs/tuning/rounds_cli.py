@@ -2,8 +2,10 @@
 
 Flags are the fields of :class:`~hf_megadocs.tuning.rounds.RoundsConfig` (``--run_dir``,
 ``--trigger now``, ``--selection.mode top_k``, ``--tune.max_steps``,
-``--corpus_kwargs '{"backend": "vllm"}'``, ...; ``--help`` lists them all). Prints one
-line per round: its selection, corpora and the continuation's losses.
+``--corpus_kwargs '{"backend": "vllm"}'``, ``--control.sizes 0.5 1 2 4``, ...; ``--help``
+lists them all). Prints one line per round: its selection, corpora and the continuation's
+losses, then its loss against the repetition-only control arm and the effective-token
+multiplier (``rounds.md`` in the output folder has the full report).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ DESCRIPTION = (
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``hf-megadocs rounds``; returns the exit status (2 for a bad configuration)."""
+    from hf_megadocs.tuning.control_arm import compare
     from hf_megadocs.tuning.rounds import RoundsConfig, run_rounds
 
     try:
@@ -42,6 +45,14 @@ def main(argv: list[str] | None = None) -> int:
             f"union {manifest['union']['rows']} rows; continued to step {training['steps']}: "
             f"iid_loss {training['iid_loss']:.4f}"
         )
+        comparison = compare(manifest, config.control)
+        if comparison is not None:
+            multiplier = comparison.estimate.describe() if comparison.estimate else "—"
+            print(
+                f"  vs repetition on the same data for the same steps: iid_loss "
+                f"{comparison.repetition_loss:.4f}; effective-token multiplier {multiplier}"
+                + (f" ({comparison.note})" if comparison.note else "")
+            )
     print(result.stopped)
     return 0
 

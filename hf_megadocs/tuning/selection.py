@@ -7,8 +7,10 @@ Pure functions over scores and metrics records: no model, no I/O.
   at temperature 0.5); "highest_loss" picks the documents the checkpoint still predicts
   worst. Ties and noise are keyed by document id, so the choice does not depend on the
   order documents arrive in.
-- :func:`detect_plateau`: the i.i.d. validation loss in a run's ``metrics.jsonl`` has
-  stopped improving (SynPro triggered rounds by hand when its reference loss saturated).
+- :func:`detect_plateau`: the loss on the run's *selection* documents (validation
+  documents held apart from the reported ``iid_loss`` by ``eval.selection_fraction``) has
+  stopped improving; the reported loss never decides when a round starts (SynPro
+  triggered rounds by hand when its reference loss saturated).
 """
 
 from __future__ import annotations
@@ -124,9 +126,15 @@ def select_documents(
     return Selection(selected, counters)
 
 
+PLATEAU_METRIC = "selection_loss"
+"""What the plateau trigger reads: the loss on validation documents held apart from the
+reported ``iid_loss`` (``eval.selection_fraction`` of the run), so the documents a report
+scores never drive a training decision."""
+
+
 @dataclass(kw_only=True)
 class PlateauConfig:
-    """When a run's i.i.d. loss counts as plateaued."""
+    """When a run's held-out (selection) loss counts as plateaued."""
 
     window: int = 3
     """The last ``window`` evaluations are compared with every one before them."""
@@ -154,36 +162,51 @@ class Plateau:
     improvement: float | None
     """Relative improvement of the window over the evaluations before it."""
     evaluations: int
+    without_selection: int = 0
+    """Eval records with no ``selection_loss`` (a run trained with
+    ``eval.selection_fraction`` 0): their reported loss is not read."""
 
     def describe(self) -> str:
         if self.improvement is None:
-            return f"{self.evaluations} evaluation(s) of iid_loss: too few to judge a plateau"
+            text = (
+                f"{self.evaluations} evaluation(s) of {PLATEAU_METRIC}: too few to judge a plateau"
+            )
+            if self.without_selection:
+                text += (
+                    f" ({self.without_selection} evaluation(s) have no {PLATEAU_METRIC}, only "
+                    "the reported iid_loss, which never triggers a round: train the run with "
+                    "--eval.selection_fraction 0.5, or start rounds with --trigger now)"
+                )
+            return text
         verdict = "plateau" if self.reached else "still improving"
         return (
-            f"{verdict} at step {self.step}: the last evaluations improved iid_loss by "
-            f"{100 * self.improvement:.2f}% ({self.evaluations} evaluations)"
+            f"{verdict} at step {self.step}: the last evaluations improved {PLATEAU_METRIC} "
+            f"by {100 * self.improvement:.2f}% ({self.evaluations} evaluations)"
         )
 
 
 def detect_plateau(records: Sequence[dict[str, Any]], config: PlateauConfig) -> Plateau:
-    """Whether the ``iid_loss`` of the eval records in ``records`` has plateaued."""
+    """Whether the :data:`PLATEAU_METRIC` of the eval records in ``records`` has plateaued
+    (their ``iid_loss``, the reported loss, is never read)."""
     evals = sorted(
-        (int(r["step"]), float(r["iid_loss"]))
+        (int(r["step"]), float(r[PLATEAU_METRIC]))
         for r in records
         if r.get("kind") == "eval"
-        and isinstance(r.get("iid_loss"), int | float)
-        and math.isfinite(r["iid_loss"])
+        and isinstance(r.get(PLATEAU_METRIC), int | float)
+        and math.isfinite(r[PLATEAU_METRIC])
     )
+    missing = sum(1 for r in records if r.get("kind") == "eval" and PLATEAU_METRIC not in r)
     if len(evals) <= config.window:
-        return Plateau(False, evals[-1][0] if evals else None, None, len(evals))
+        return Plateau(False, evals[-1][0] if evals else None, None, len(evals), missing)
     before = min(loss for _, loss in evals[: -config.window])
     recent = min(loss for _, loss in evals[-config.window :])
     improvement = (before - recent) / abs(before) if before else 0.0
     reached = improvement < config.min_relative_improvement
-    return Plateau(reached, evals[-1][0], improvement, len(evals))
+    return Plateau(reached, evals[-1][0], improvement, len(evals), missing)
 
 
 __all__ = [
+    "PLATEAU_METRIC",
     "SELECTION_MODES",
     "Plateau",
     "PlateauConfig",

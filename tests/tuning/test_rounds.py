@@ -3,7 +3,10 @@
 A tiny real-only pre-training run gives θ; two rounds each select documents by their
 influence at θ, regenerate them with a (real, peft-saved) LoRA adapter into one store, and
 continue pre-training through ``accelerate launch recipes/train.py --continue_from`` on
-real data plus the union of every round's corpora. Tuning itself is tested in test_tune.
+real data plus the union of every round's corpora; beside each round, the repetition-only
+control arm (organic data only, at 1× and 2× the run's documents) continues its own chain
+for the same steps, and rounds.md places the rounds on it. Tuning itself is tested in
+test_tune; the multiplier's arithmetic in test_control_arm.
 """
 
 from __future__ import annotations
@@ -14,10 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from hf_megadocs.generation.sources import SourceConfig
 from hf_megadocs.training import load_config, train
 from hf_megadocs.tuning.config import TuneConfig
+from hf_megadocs.tuning.control_arm import ControlConfig, compare
 from hf_megadocs.tuning.influence import InfluenceConfig
+from hf_megadocs.tuning.reference_set import ReferenceConfig
 from hf_megadocs.tuning.rounds import RoundsConfig, run_rounds
 from hf_megadocs.tuning.selection import SelectionConfig, select_documents
 from tests.faults.helpers import lee_text_file, tiny_train_flags
@@ -34,7 +38,8 @@ def pretrained(tmp_path_factory) -> Path:
     real.write_text("".join(
         json.dumps({"source_id": f"lee-{i}", "text": line}) + "\n" for i, line in enumerate(lines)
     ))  # fmt: skip
-    flags = tiny_train_flags(real, run, "--max_steps", "3")
+    # Half the documents: the control arm's 2× arm takes the other half.
+    flags = tiny_train_flags(real, run, "--max_steps", "3", "--data.real_fraction", "0.5")
     train(load_config(overrides=flags))
     return run
 
@@ -57,8 +62,8 @@ def adapter(tmp_path_factory) -> Path:
 
 def _config(pretrained: Path, adapter: Path, out: Path, **changes) -> RoundsConfig:
     influence = InfluenceConfig(
-        reference=SourceConfig(source="embedded-long", max_docs=4),
-        reference_steps=2, batch_size=2, max_tokens=64, min_output_chars=1,
+        reference=ReferenceConfig(source="analogies", max_examples=64),
+        reference_steps=2, batch_size=2, min_output_chars=1,
     )  # fmt: skip
     config = RoundsConfig(
         run_dir=str(pretrained),
@@ -71,6 +76,7 @@ def _config(pretrained: Path, adapter: Path, out: Path, **changes) -> RoundsConf
         adapters={"rephrase": str(adapter)},
         corpus_kwargs={"backend": "dummy", "max_new_tokens": 48, "store_dir": str(out / "store")},
         train_steps=2,
+        control=ControlConfig(sizes=[1.0, 2.0], start="chain"),
     )
     return dataclasses.replace(config, **changes)
 
@@ -127,6 +133,27 @@ def test_two_rounds_select_regenerate_and_train_on_the_union(pretrained, adapter
     assert origin["data"]["synthetic_path"] == second["union"]["path"]
     assert origin["optim"]["schedule"] == "constant"
 
+    # The control arm: organic data only, from the same checkpoint (then its own chain), for
+    # the same steps; 2× reads the documents the run left out, evaluation unchanged.
+    for manifest, start in ((first, Path(first["checkpoint"])), (second, None)):
+        arms = manifest["control"]["arms"]
+        assert list(arms) == ["repeat_x1_seed0", "repeat_x2_seed0"]
+        for name, arm in arms.items():
+            assert arm["steps"] == manifest["training"]["steps"]
+            arm_config = json.loads((Path(arm["output_dir"]) / "config.json").read_text())
+            assert arm_config["data"]["synthetic_path"] is None
+            assert arm_config["mix"]["synthetic_share"] == 0
+            assert arm_config["eval"] == origin["eval"] and arm_config["seed"] == origin["seed"]
+            expected = start or rounds_dir / "round_1" / "control" / name / "train"
+            assert arm["start_checkpoint"].startswith(str(expected.resolve()))
+        assert arms["repeat_x2_seed0"]["real_tokens"] > arms["repeat_x1_seed0"]["real_tokens"]
+        assert arms["repeat_x1_seed0"]["real_tokens"] == manifest["training"]["real_tokens"]
+    report = (rounds_dir / "rounds.md").read_text()
+    assert (rounds_dir / "rounds.png").stat().st_size > 0
+    multiplier = compare(second, config.control).estimate.describe()
+    assert "| 2 | 5 | 2 |" in report and multiplier in report
+    assert "From step 3 to step 7 (2 round(s))" in report
+
     # Finished rounds are read back, not rerun.
     again = run_rounds(config)
     assert [m["wall_s"] for m in again.rounds] == [first["wall_s"], second["wall_s"]]
@@ -136,6 +163,9 @@ def test_a_round_waits_for_a_plateau_and_says_why(pretrained, adapter, tmp_path)
     result = run_rounds(_config(pretrained, adapter, tmp_path, trigger="plateau"))
     assert result.rounds == [] and "round 1 not started" in result.stopped
     assert "too few" in result.stopped
+    # The run reported iid_loss only: the trigger never reads it, and says what to set.
+    assert "0 evaluation(s) of selection_loss" in result.stopped
+    assert "--eval.selection_fraction" in result.stopped
     assert not (tmp_path / "rounds" / "round_1").exists()
 
 

@@ -69,8 +69,14 @@ def test_fraction_sets_k_and_bad_settings_say_what_to_fix():
         SelectionConfig(k=0)
 
 
-def _evals(losses):
-    return [{"kind": "eval", "step": 10 * (i + 1), "iid_loss": x} for i, x in enumerate(losses)]
+def _evals(losses, reported=None):
+    """Eval records whose held-out selection_loss is ``losses``; their reported iid_loss
+    (``reported``, default the same losses in reverse) must never change the verdict."""
+    reported = reported or losses[::-1]
+    return [
+        {"kind": "eval", "step": 10 * (i + 1), "selection_loss": x, "iid_loss": y}
+        for i, (x, y) in enumerate(zip(losses, reported, strict=True))
+    ]
 
 
 def test_plateau_needs_a_flat_window_after_earlier_evaluations():
@@ -81,3 +87,17 @@ def test_plateau_needs_a_flat_window_after_earlier_evaluations():
     assert flat.reached and flat.step == 40 and "plateau at step 40" in flat.describe()
     few = detect_plateau(_evals([5.0, 4.0]), config)
     assert not few.reached and few.improvement is None and "too few" in few.describe()
+
+
+def test_the_reported_validation_loss_never_drives_the_plateau():
+    config = PlateauConfig(window=2, min_relative_improvement=0.01)
+    flat, improving = [5.0, 4.0, 3.99, 3.985], [5.0, 4.5, 4.0, 3.6]
+    # The same held-out losses give the same verdict whatever the reported loss does.
+    for reported in (flat, improving, [1.0, 1.0, 1.0, 1.0]):
+        assert detect_plateau(_evals(flat, reported), config).reached
+        assert not detect_plateau(_evals(improving, reported), config).reached
+    # A run that reports only iid_loss (eval.selection_fraction 0) never plateaus, and says why.
+    reported_only = [{"kind": "eval", "step": 10 * i, "iid_loss": 4.0} for i in range(1, 6)]
+    none = detect_plateau(reported_only, config)
+    assert not none.reached and none.evaluations == 0 and none.without_selection == 5
+    assert "--eval.selection_fraction" in none.describe() and "--trigger now" in none.describe()
