@@ -47,6 +47,12 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--bf16", action="store_true", help="bf16 mixed precision (GPU)")
     p.add_argument("--peak-tflops", type=float, default=None, help="device peak for MFU")
+    p.add_argument(
+        "--loss",
+        choices=("chunked", "plain"),
+        default="chunked",
+        help="our loss path; 'plain' builds the full logits, as the Trainer side does",
+    )
     return p.parse_args(argv)
 
 
@@ -73,6 +79,8 @@ def _config(args: argparse.Namespace, corpus: Path, output_dir: Path):
             "0",
             "--data.seq_len",
             str(args.seq_len),
+            "--loss.implementation",
+            args.loss,
             "--data.validation_docs",
             "8",
             "--model.hidden_size",
