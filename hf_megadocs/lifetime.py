@@ -28,6 +28,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 
 logger = logging.getLogger(__name__)
 
@@ -138,10 +139,41 @@ def die_with_launcher() -> bool:
     running after its shell exits, as a person running it that way expects.
     """
     launched = "LOCAL_RANK" in os.environ or any(k.startswith("ACCELERATE_") for k in os.environ)
-    if not launched or not sys.platform.startswith("linux"):
+    if not launched:
         return False
     launcher = os.getppid()
     if launcher == 1:  # already orphaned: the launcher died before we could ask
+        raise SystemExit(128 + signal.SIGTERM)
+    return die_with_parent(launcher)
+
+
+def parent_death_signal() -> Callable[[], None] | None:
+    """A ``subprocess.Popen`` ``preexec_fn`` asking the kernel for SIGTERM to the child when
+    its parent dies (Linux; None elsewhere).
+
+    Armed between fork and exec, so a child whose parent dies while it is still importing
+    dies at once (no handler yet: SIGTERM's default). ``prctl`` is looked up here, before
+    the fork: the child only makes the one call.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def arm() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+    return arm
+
+
+def die_with_parent(parent: int) -> bool:
+    """SIGTERM (a normal exit) for this process when ``parent`` dies; True if armed (Linux).
+
+    ``parent``: the pid that started this process, read before anything else ran, so a
+    parent that died in between is noticed (this process then exits at once).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    if os.getppid() != parent:  # already orphaned: the parent died before we could ask
         raise SystemExit(128 + signal.SIGTERM)
     try:
         libc = ctypes.CDLL(None, use_errno=True)
@@ -150,9 +182,16 @@ def die_with_launcher() -> bool:
     except (OSError, AttributeError):
         return False
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    if os.getppid() != launcher:  # the launcher died before the request took effect
+    if os.getppid() != parent:  # the parent died before the request took effect
         raise SystemExit(128 + signal.SIGTERM)
     return True
 
 
-__all__ = ["GRACE_S", "POLL_S", "die_with_launcher", "guard_workers"]
+__all__ = [
+    "GRACE_S",
+    "POLL_S",
+    "die_with_launcher",
+    "die_with_parent",
+    "guard_workers",
+    "parent_death_signal",
+]

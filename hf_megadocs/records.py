@@ -143,6 +143,10 @@ class RawOutput:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: FinishReason
+    permanent: bool = False
+    """For ``finish_reason="error"``: the request fails the same way on every run (the
+    prompt cannot fit, the engine refuses its parameters), so it is stored once as a
+    tombstone (:mod:`hf_megadocs.generation.failures`) instead of being retried."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -166,7 +170,8 @@ class Generation:
     completion_tokens: int
     finish_reason: FinishReason
     flags: tuple[str, ...] = field(default_factory=tuple)
-    """Cleaning flags: "empty", "truncated", "refusal", "preamble_stripped"."""
+    """Cleaning flags: "empty", "truncated", "refusal", "preamble_stripped"; "failed" marks a
+    tombstone (:mod:`hf_megadocs.generation.failures`)."""
     backend: str = ""
     lora: str | None = None
     lora_hash: str | None = None
@@ -174,8 +179,9 @@ class Generation:
 
     @property
     def usable(self) -> bool:
-        """False for outputs that assembly must not use (empty or refusal)."""
-        return not ({"empty", "refusal"} & set(self.flags))
+        """False for outputs that assembly must not use (empty, refusal, or a tombstone:
+        ``failed``, the backend rejected the request for good)."""
+        return not ({"empty", "refusal", "failed"} & set(self.flags))
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable dict (one store line).

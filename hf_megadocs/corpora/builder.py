@@ -205,6 +205,10 @@ class MegadocsBuilder(datasets.GeneratorBasedBuilder):
             return [datasets.SplitGenerator(name=split_name) for _, split_name in names]
         else:
             backend, self.generation_backend = self.generation_backend, None
+            if backend is None and self.config.backend.data_parallel_size > 1:
+                from hf_megadocs.corpora.parallel_fill import fill_corpus_in_parallel
+
+                fill_corpus_in_parallel(self.config)  # N engine processes fill the store
             plan = corpus.prepare_corpus(self.config, backend=backend)
             check_complete(self.config, plan)  # raises while some generation is missing
         logger.info(

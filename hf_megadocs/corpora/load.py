@@ -10,9 +10,12 @@ import numpy as np
 
 from hf_megadocs.corpora.builder import MegadocsBuilder
 from hf_megadocs.corpora.config import config_from_knobs
+from hf_megadocs.corpora.cost import corpus_run_config
 from hf_megadocs.corpora.plan import plan_corpus
 from hf_megadocs.corpora.registration import builder_module_hash
 from hf_megadocs.generation.backends import Workload, make_backend
+from hf_megadocs.generation.calibration import EstimateOnlyStop, estimate_only, merge_shares
+from hf_megadocs.generation.estimate import estimator_for
 from hf_megadocs.generation.store import GenerationStore, resolve_store_dir
 from hf_megadocs.generation.survey import survey
 
@@ -72,6 +75,9 @@ def shared_backend(names: list[str], **config_kwargs: Any) -> GenerationBackend 
     Plans each corpus (no generation), collects the requests the store lacks and starts
     one engine for all of them; hand it to :func:`load_corpus` (``generation_backend=``)
     for each name and close it after. None when nothing is missing: no engine starts.
+    The estimate of all their missing generations is logged first; with ``estimate_only``
+    it is raised instead (:class:`EstimateOnlyStop`), after a calibration batch if no
+    rate is known.
     All names share the generator settings in ``config_kwargs``; the :data:`LOAD_ARGUMENTS`
     among them (where and how to build) are ignored here, so the same keyword arguments
     can go to both functions.
@@ -83,17 +89,30 @@ def shared_backend(names: list[str], **config_kwargs: Any) -> GenerationBackend 
         return None
     store = GenerationStore(resolve_store_dir(synthetic[0].store_dir))
     info = None
-    missing_keys, longest = [], []
+    missing_keys, longest, jobs, surveys = [], [], [], []
     for config in synthetic:
         planned = plan_corpus(config, info=info)
         info = planned.info
         surveyed = survey(planned.requests, store)
         missing_keys.append(surveyed.missing_keys)
         longest += surveyed.shape_requests
+        jobs.append(planned.requests)
+        surveys.append(surveyed)
+    first = synthetic[0]
+    label = ", ".join(c.name for c in synthetic)
+    estimator = estimator_for(first, info, f"{label}: generate")
+    if first.estimate_only:  # every corpus's estimate at once, then stop
+        estimate = estimate_only(
+            jobs, store, estimator, lambda work: make_backend(first.backend, work),
+            batch_size=first.batch_size, desc=estimator.desc,
+            run_config={**corpus_run_config(first, info), "config_name": label},
+        )  # fmt: skip
+        raise EstimateOnlyStop(estimate, label)
     missing = len(np.unique(np.concatenate(missing_keys)))
     if not missing:
         logger.info("every generation of %s is in the store; no engine started", names)
         return None
+    estimator.announce(merge_shares(surveys), store, requests=None)
     store.ensure_writable()
     logger.info("%d generations missing across %s: starting one backend", missing, names)
     return make_backend(

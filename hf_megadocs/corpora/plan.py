@@ -246,7 +246,7 @@ def _check_generations(
                 counters["generations_missing"] += 1
                 unusable.add(key)
             elif not generation.usable:
-                for flag in {"empty", "refusal"} & set(generation.flags):
+                for flag in {"empty", "refusal", "failed"} & set(generation.flags):
                     counters[f"generations_unusable:{flag}"] += 1
                 unusable.add(key)
             elif plan.method == "reformat" and assembly.parse_reformat(generation.text) is None:
@@ -324,14 +324,15 @@ def prepare_corpus(
         plan.counters = dict(counters)
         return plan
 
+    from hf_megadocs.corpora.cost import corpus_estimator, corpus_run_config
     from hf_megadocs.corpora.partial import BackendErrors
-    from hf_megadocs.corpora.scale import warn_if_large
     from hf_megadocs.disk_full import store_disk_full_errors
     from hf_megadocs.generation.backends import make_backend
     from hf_megadocs.generation.fill import fill_store
 
     store = GenerationStore(plan.store_dir)
-    warn_if_large(config, plan, store)
+    engine = backend if backend is not None else lambda work: make_backend(config.backend, work)
+    estimator = corpus_estimator(config, planned, store, engine)  # estimate_only stops here
     errors = BackendErrors()
 
     def check(_: Any) -> dict[str, Any]:
@@ -341,22 +342,19 @@ def prepare_corpus(
     with store_disk_full_errors(plan.store_dir):  # names the store, says a rerun resumes
         summary = fill_store(
             planned.requests,
-            errors.watch(
-                backend if backend is not None else lambda work: make_backend(config.backend, work)
-            ),
+            errors.watch(engine),
             store,
             prompts=[planned.prompt],
             run_config={
-                **config.row_settings(),
-                "config_name": config.name,
+                **corpus_run_config(config, planned.info),
                 "prompt_id": planned.prompt.prompt_id,
                 "prompt_hash": planned.prompt.content_hash,
-                "generator": planned.info.generator,
-                "generator_revision": planned.info.generator_revision,
             },
             report=check,
             batch_size=config.batch_size,
             desc=f"{config.name}: generate",
+            retry_failed=config.retry_failed,
+            estimator=estimator,
         )
     plan.counters = {**dict(counters), "generation": summary.as_dict()}
     plan.counters["backend_errors"] = {"count": errors.count, "samples": errors.samples}

@@ -24,6 +24,7 @@ DESCRIPTION = (
 def main(argv: list[str] | None = None) -> int:
     """Run ``hf-megadocs generate``; returns the exit status (2 for a bad configuration)."""
     from hf_megadocs.disk_full import DiskFullError
+    from hf_megadocs.generation.data_parallel import EngineFailedError
     from hf_megadocs.generation.generate import GenerationConfig, generate
     from hf_megadocs.locks import LockHeldError
 
@@ -37,6 +38,14 @@ def main(argv: list[str] | None = None) -> int:
         # down, disk full): the message says the fix, so no traceback.
         print(f"hf-megadocs generate: error: {error}", file=sys.stderr)
         return 2
+    except EngineFailedError as error:  # the other engines finished: show what they did
+        print(error.summary.as_table())
+        print(f"hf-megadocs generate: error: {error}", file=sys.stderr)
+        return 1
+    estimate = getattr(summary, "estimate", None)
+    if estimate is not None:  # --estimate_only: the estimate is the result
+        print(estimate.as_text())
+        return 0
     print(summary.as_table())
     return 1 if summary.errors else 0
 

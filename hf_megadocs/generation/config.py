@@ -52,6 +52,21 @@ class GenerationSettings:
     cache>/store`` (``$HF_MEGADOCS_CACHE`` or ~/.cache/hf_megadocs)."""
     batch_size: int = process_setting(256)
     """Requests per backend call and per store flush (a crash loses at most one batch)."""
+    retry_failed: bool = process_setting(False)
+    """Send again the requests the backend rejected for good on an earlier run (stored as
+    tombstones, :mod:`~hf_megadocs.generation.failures`); a success replaces the tombstone."""
+    estimate_only: bool = process_setting(False)
+    """Log the estimate of what is missing (requests, tokens, time, device-hours, disk) and
+    stop before generating; without a rate (``expected_tokens_per_s`` or recorded runs) a
+    calibration batch is generated and stored first (:mod:`~hf_megadocs.generation.estimate`)."""
+    expected_tokens_per_s: float | None = process_setting(None)
+    """Generated tokens per second to estimate with; None = from the store's recorded runs of
+    this generator on this hardware, else measured (a calibration batch)."""
+    calibration_requests: int | None = process_setting(None)
+    """Requests a calibration batch generates (``estimate_only`` without a rate), and after
+    which a run logs the rate it measured; None = one batch (``batch_size``). A batched
+    engine's rate grows with the sequences it runs at once, so a smaller batch than the
+    run's measures a lower rate than the run will have."""
 
     def read_documents(
         self,
@@ -111,8 +126,20 @@ class GenerationSettings:
             raise ValueError(
                 f"context_policy must be one of {CONTEXT_POLICIES}, got {self.context_policy!r}."
             )
+        if not isinstance(self.retry_failed, bool):
+            raise ValueError(f"retry_failed must be True or False, got {self.retry_failed!r}.")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1 request, got {self.batch_size}.")
+        if self.expected_tokens_per_s is not None and self.expected_tokens_per_s <= 0:
+            raise ValueError(
+                "expected_tokens_per_s must be > 0 generated tokens per second, or None to "
+                f"measure it, got {self.expected_tokens_per_s}."
+            )
+        if self.calibration_requests is not None and self.calibration_requests < 1:
+            raise ValueError(
+                f"calibration_requests must be >= 1 or None (one batch), "
+                f"got {self.calibration_requests}."
+            )
 
 
 __all__ = ["GenerationSettings"]

@@ -24,6 +24,8 @@ from tqdm.auto import tqdm
 from hf_megadocs.generation.backends import GenerationBackend, Workload
 from hf_megadocs.generation.claims import Claims, claimed_batches
 from hf_megadocs.generation.cleaning import clean_output
+from hf_megadocs.generation.estimate import Estimator
+from hf_megadocs.generation.failures import is_permanent, tombstone
 from hf_megadocs.generation.prompts import PromptTemplate
 from hf_megadocs.generation.store import GenerationStore, StoreWriter
 from hf_megadocs.generation.survey import (
@@ -76,7 +78,11 @@ class GenerationSummary:
     generated: int = 0
     """Generations written to the store in this run."""
     errors: int = 0
-    """Backend errors (not stored; retried on the next run)."""
+    """Transient backend errors (not stored; retried on the next run)."""
+    failed: int = 0
+    """Requests the backend rejected for good in this run: stored as tombstones (.failures)."""
+    tombstoned: int = 0
+    """Requests held as tombstones by earlier runs: in ``cached``, unless ``retry_failed``."""
     other_shards: int = 0
     """Requests left to the other shards."""
     duplicate_requests: int = 0
@@ -111,6 +117,8 @@ class GenerationSummary:
             ("stored meanwhile by other fillers", self.other_fillers),
             ("generated", self.generated),
             ("errors (will retry)", self.errors),
+            ("failed for good (tombstones stored)", self.failed),
+            ("tombstones of earlier runs", self.tombstoned),
             ("other shards", self.other_shards),
             ("duplicate requests", self.duplicate_requests),
             ("prompt tokens", self.prompt_tokens),
@@ -145,6 +153,7 @@ def _generate_missing(
     batch_size: int = 256,
     desc: str = "generate",
     if_busy: IfBusy = "wait",
+    estimator: Estimator | None = None,
 ) -> GenerationSummary:
     """Generate this shard's requests that the store lacks, appending after every batch.
 
@@ -174,6 +183,8 @@ def _generate_missing(
                     surveyed = survey(requests, store, shard_index, num_shards)
                 summary = _summary(surveyed)
             if surveyed.missing:
+                if estimator is not None:  # the cost, said before any engine starts
+                    backend = estimator.before(surveyed, store, backend)
                 batches = functools.partial(
                     missing_batches, requests, store, batch_size, shard_index, num_shards
                 )
@@ -194,6 +205,7 @@ def _summary(surveyed: Survey) -> GenerationSummary:
         cached=surveyed.cached,
         other_shards=surveyed.other_shards,
         duplicate_requests=surveyed.duplicate_requests,
+        tombstoned=surveyed.tombstoned,
     )
 
 
@@ -234,7 +246,9 @@ def _generate(
         with (
             writer() as appender,
             Claims(appender.store, appender.name) as claims,
-            tqdm(total=surveyed.missing, unit="req", desc=desc, dynamic_ncols=True) as progress,
+            tqdm(
+                total=surveyed.missing, unit="req", desc=desc, smoothing=0, dynamic_ncols=True
+            ) as progress,
         ):
 
             def stored_by_others(count: int) -> None:
@@ -249,9 +263,12 @@ def _generate(
                         f"Backend {engine.name!r} returned {len(outputs)} outputs for "
                         f"{len(chunk)} requests; backends must return one output per request."
                     )
-                keep, failed = [], []
+                keep, failed, dead = [], [], []
                 for request, raw in zip(chunk, outputs, strict=True):
                     generation = clean_output(raw, request, engine.name)
+                    if is_permanent(raw):  # stored once, as a tombstone: not sent again
+                        dead.append(tombstone(generation))
+                        continue
                     if raw.finish_reason == "error":
                         summary.errors += 1
                         failed.append(request.key)
@@ -262,7 +279,8 @@ def _generate(
                     summary.prompt_tokens += raw.prompt_tokens
                     summary.completion_tokens += raw.completion_tokens
                     docs_done.add(request.source_id)
-                appender.append(keep)
+                appender.append(keep + appender.store.unrecorded(dead))
+                summary.failed += len(dead)
                 claims.give_up(failed)
                 summary.generated += len(keep)
                 elapsed = max(time.perf_counter() - started, 1e-9)
@@ -286,6 +304,9 @@ def _generate(
             desc,
             summary.errors,
         )
+    if summary.failed:
+        msg = "%s: %d requests rejected for good, kept as tombstones (retry_failed resends)"
+        logger.warning(msg, desc, summary.failed)
 
 
 def fill_store(
@@ -301,6 +322,8 @@ def fill_store(
     batch_size: int = 256,
     desc: str = "generate",
     if_busy: IfBusy = "wait",
+    retry_failed: bool = False,
+    estimator: Estimator | None = None,
 ) -> GenerationSummary:
     """Generate the requests of this shard that ``store`` lacks; record prompts and the run.
 
@@ -320,19 +343,24 @@ def fill_store(
         if_busy: when another process fills the same shard of this store, ``wait`` for it
             and then generate only what it left missing, or ``refuse``
             (:class:`~hf_megadocs.locks.LockHeldError` naming its pid, host and command).
+        estimator: logs the estimate of what is missing before generating (:mod:`.estimate`).
 
-    Backend errors are counted and not stored, so the next run retries them.
+    Transient backend errors are counted and not stored, so the next run retries them. A
+    request the backend rejects for good is stored once as a tombstone
+    (:mod:`~hf_megadocs.generation.failures`) and not sent again unless ``retry_failed``.
     """
-    summary = _generate_missing(
-        requests,
-        backend,
-        store,
-        shard_index=shard_index,
-        num_shards=num_shards,
-        batch_size=batch_size,
-        desc=desc,
-        if_busy=if_busy,
-    )
+    with store.retrying_failed(retry_failed):  # tombstones count as missing when retried
+        summary = _generate_missing(
+            requests,
+            backend,
+            store,
+            shard_index=shard_index,
+            num_shards=num_shards,
+            batch_size=batch_size,
+            desc=desc,
+            if_busy=if_busy,
+            estimator=estimator,
+        )
     for prompt in prompts:
         store.record_prompt(prompt)
     store.record_run(
@@ -342,13 +370,14 @@ def fill_store(
         num_shards=num_shards,
     )
     logger.info(
-        "%s: %d requests for this shard, %d cached, %d generated, %d errors, %d retried "
-        "attempts, %.1f generated tok/s; after: %s",
+        "%s: %d requests for this shard, %d cached, %d generated, %d errors, %d failed for "
+        "good, %d retried attempts, %.1f generated tok/s; after: %s",
         desc,
         summary.requests,
         summary.cached,
         summary.generated,
         summary.errors,
+        summary.failed,
         sum(summary.retries.values()),
         summary.tokens_per_s,
         store.health(),

@@ -11,11 +11,13 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from hf_megadocs.disk_full import disk_full_errors, store_disk_full_errors
 from hf_megadocs.generation.backends import GenerationBackend, generator_info, make_backend
+from hf_megadocs.generation.calibration import estimate_only
 from hf_megadocs.generation.config import GenerationSettings
+from hf_megadocs.generation.estimate import GenerationEstimate, estimator_for
 from hf_megadocs.generation.fill import GenerationSummary, default_shard, fill_store, shard_of
 from hf_megadocs.generation.prompts import PROMPT_IDS, get_prompt
 from hf_megadocs.generation.sources import SourceStats, validate_source
@@ -74,13 +76,28 @@ class GenerationConfig(GenerationSettings):
             )
 
 
+@dataclass
+class EstimateSummary(GenerationSummary):
+    """What ``generate`` returns with ``estimate_only``: the estimate, and the calibration
+    batch it generated (``generated``), if any."""
+
+    estimate: GenerationEstimate | None = None
+
+
 def generate(
     config: GenerationConfig, backend: GenerationBackend | None = None
 ) -> GenerationSummary:
     """Fill the store with ``config``'s missing generations for this shard; return a summary.
 
+    The estimate of what is missing (:mod:`~hf_megadocs.generation.estimate`) is logged
+    before any engine generates; with ``estimate_only`` it is all that is done (with a
+    calibration batch when no rate is known) and an :class:`EstimateSummary` is returned.
+
     ``backend`` (optional) is used as given and not closed; otherwise one is made from
-    ``config.backend`` only if some request is missing from the store.
+    ``config.backend`` only if some request is missing from the store, or with
+    ``backend.data_parallel_size`` N > 1 one per engine process
+    (:mod:`~hf_megadocs.generation.data_parallel`; raises
+    :class:`~hf_megadocs.generation.data_parallel.EngineFailedError` if one failed).
     """
     validate_source(config.source)
     prompt = get_prompt(config.prompt_id, config.prompt_template_file)
@@ -88,6 +105,11 @@ def generate(
     # embedded one is converted on first use) and before any engine starts
     store = GenerationStore(resolve_store_dir(config.store_dir))
     store.ensure_writable()
+    parallel = config.backend.data_parallel_size > 1 and not config.estimate_only
+    if backend is None and parallel:  # N engine processes
+        from hf_megadocs.generation.parallel_jobs import generate_in_parallel
+
+        return generate_in_parallel(config, generate)
     source_stats = SourceStats()
     other_shards = 0
 
@@ -127,28 +149,54 @@ def generate(
         skipped.update(
             {f"request:{k[8:]}": n for k, n in built.items() if k.startswith("skipped:")}
         )
-        return {"skipped": skipped, "source": source_stats.as_dict(), "requests_built": built}
+        last = estimator.last  # the estimate beside what the run measured
+        return {
+            "skipped": skipped,
+            "source": source_stats.as_dict(),
+            "requests_built": built,
+            "estimate": last.as_dict() if last is not None else None,
+        }
 
+    run_config = {
+        **output_settings(config),
+        "prompt_hash": prompt.content_hash,
+        "generator": info.generator,
+        "generator_revision": info.generator_revision,
+    }
+    desc = f"generate {prompt.prompt_id} shard {config.shard_index}/{config.num_shards}"
+    estimator = estimator_for(config, info, desc)
+    # a calibration batch runs on one engine: its rate is per engine, as the estimate's is
+    engines = replace(config.backend, data_parallel_size=1) if config.estimate_only else None
+    engine = (
+        backend if backend is not None else lambda w: make_backend(engines or config.backend, w)
+    )
     with store_disk_full_errors(store.root):  # names the store, says a rerun resumes
+        if config.estimate_only:
+            estimate = estimate_only(
+                [requests], store, estimator, engine, batch_size=config.batch_size,
+                run_config=run_config, shard_index=config.shard_index,
+                num_shards=config.num_shards, desc=desc,
+            )  # fmt: skip
+            return EstimateSummary(
+                requests=estimate.requests or 0,
+                cached=(estimate.requests or 0) - estimate.missing - estimate.calibrated,
+                generated=estimate.calibrated,
+                estimate=estimate,
+            )
         summary = fill_store(
             requests,
-            backend
-            if backend is not None
-            else (lambda workload: make_backend(config.backend, workload)),
+            engine,
             store,
             prompts=[prompt],
-            run_config={
-                **output_settings(config),
-                "prompt_hash": prompt.content_hash,
-                "generator": info.generator,
-                "generator_revision": info.generator_revision,
-            },
+            run_config=run_config,
             report=report,
             shard_index=config.shard_index,
             num_shards=config.num_shards,
             batch_size=config.batch_size,
-            desc=f"generate {prompt.prompt_id} shard {config.shard_index}/{config.num_shards}",
+            desc=desc,
             if_busy="refuse",  # one shard started twice would pay for every generation twice
+            retry_failed=config.retry_failed,
+            estimator=estimator,
         )
     summary.skipped = skipped
     logger.info(
@@ -163,4 +211,4 @@ def generate(
     return summary
 
 
-__all__ = ["GenerationConfig", "generate"]
+__all__ = ["EstimateSummary", "GenerationConfig", "generate"]

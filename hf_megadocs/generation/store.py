@@ -11,7 +11,8 @@ Layout under the store root::
 Each process writes only its own file, so concurrent shards never share one. Lines are
 flushed and fsynced after each batch. A process killed mid-write leaves at most one torn
 last line, which readers ignore. Readers see the union of all files; when a key occurs twice
-the first occurrence (files in name order) wins and the duplicate is counted.
+the first occurrence (files in name order) wins and the duplicate is counted (except that a
+generation replaces a tombstone, the record of a request the backend rejected: .store_tombstones).
 
 Every read is verified: the line's checksum (:mod:`.store_lines`) and that it holds the key
 asked for. A line that fails makes the store rebuild its file's index from the JSONL, as
@@ -45,6 +46,7 @@ from hf_megadocs.generation.store_index import (
 from hf_megadocs.generation.store_keys import LOCATION, MISSING, KeyTable
 from hf_megadocs.generation.store_lines import DamagedLine, decode, verify
 from hf_megadocs.generation.store_runs import PromptsAndRuns
+from hf_megadocs.generation.store_tombstones import TombstoneBook
 from hf_megadocs.generation.store_writer import StoreWriter, writer_name
 from hf_megadocs.records import Generation
 
@@ -76,7 +78,7 @@ class StoreNotWritableError(ValueError):
     """The store folder cannot take new generations; raised before any backend starts."""
 
 
-class GenerationStore(PromptsAndRuns):
+class GenerationStore(PromptsAndRuns, TombstoneBook):
     """Index over every generation under ``root``; reads records from disk on demand.
 
     Opening a store reads each file's persisted index (:mod:`.store_index`, 40 bytes per
@@ -97,6 +99,7 @@ class GenerationStore(PromptsAndRuns):
         self._tokens: Counter = Counter()
         self._flags: Counter = Counter()
         self._prompt_counts: Counter = Counter()
+        self._reset_tombstones()  # requests the backend rejected for good (.store_tombstones)
         self.refresh()
 
     @property
@@ -151,6 +154,7 @@ class GenerationStore(PromptsAndRuns):
         )
         new = self._table.add(entries["key"], where)
         self._count(entries[new], file_ids[new])
+        self._settle_tombstones(entries, file_ids, where, new)
 
     @property
     def duplicates(self) -> int:
@@ -175,15 +179,16 @@ class GenerationStore(PromptsAndRuns):
         return self._table.locate(key_bytes(keys))
 
     def holds(self, digests: np.ndarray) -> np.ndarray:
-        """For each key digest (``S16``, :func:`key_bytes`), whether the index holds it."""
-        return self._table.locate(digests)["file"] != MISSING
+        """For each key digest (``S16``, :func:`key_bytes`), whether the index holds it (a
+        tombstone counts as missing within :meth:`retrying_failed`)."""
+        return self._unless_retried(digests, self._table.locate(digests)["file"] != MISSING)
 
     def contains(self, keys: list[str]) -> np.ndarray:
         """For each of ``keys``, whether the store holds it (one vectorised lookup; within
-        :meth:`verifying`, :meth:`verify`)."""
-        if self._verify_lookups:
-            return self.verify(keys)
-        return self.locate(keys)["file"] != MISSING
+        :meth:`verifying`, :meth:`verify`; a tombstone counts as missing within
+        :meth:`retrying_failed`)."""
+        held = self.verify(keys) if self._verify_lookups else self.locate(keys)["file"] != MISSING
+        return self._unless_retried(key_bytes(keys), held)
 
     def verify(self, keys: list[str]) -> np.ndarray:
         """For each of ``keys``, whether the store holds it intact: every held record is
@@ -318,6 +323,7 @@ class GenerationStore(PromptsAndRuns):
             file_index.reset(rebuild=file_id in by_file)
         self._table = KeyTable()
         self.corrupt_lines = self._unverified = 0
+        self._reset_tombstones()
         for counter in (self._tokens, self._flags, self._prompt_counts):
             counter.clear()
         self.refresh()
@@ -335,15 +341,18 @@ class GenerationStore(PromptsAndRuns):
             "torn_lines": sum(f.torn for f in self._files),
             "corrupt_lines": self.corrupt_lines,
             "unverified": self._unverified,
+            "tombstones": self.tombstones,
+            "superseded_tombstones": self.superseded_tombstones,
         }
 
     def health(self) -> str:
         """One line for logs: records, files, duplicates, torn and corrupt lines (what the
-        reads found included), records without checksum, flags."""
+        reads found included), records without checksum, tombstones, flags."""
         stats = self.stats()
         flags = ", ".join(f"{name} {count}" for name, count in sorted(stats["flags"].items()))
         unverified = stats["unverified"]
         old = f"{unverified} unverified (written without checksum); " if unverified else ""
+        old += f"{self.tombstones} tombstone(s) (rejected for good); " if self.tombstones else ""
         return (
             f"store {self.root}: {stats['count']} generations in {stats['files']} file(s); "
             f"{stats['duplicates']} duplicate, {stats['torn_lines']} torn, "

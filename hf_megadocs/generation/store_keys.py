@@ -63,6 +63,17 @@ class KeyTable:
         start = len(all_keys) - len(keys)
         return np.sort(kept[kept >= start] - start)
 
+    def relocate(self, key: bytes, location: tuple[int, int, int]) -> None:
+        """Point the held ``key`` (an ``S16`` item) at ``location`` instead: a generation
+        that replaces a tombstone (:mod:`.store_tombstones`)."""
+        if key in self._recent:
+            self._recent[key] = location
+            return
+        position = self._position(key)
+        if position < 0:
+            raise KeyError(f"key {key.hex()} is not held; only a held key can be relocated")
+        self._where[position] = location
+
     def _position(self, key: bytes) -> int:
         i = int(np.searchsorted(self._keys, key))
         return i if i < len(self._keys) and self._keys[i] == key else -1

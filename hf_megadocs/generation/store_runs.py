@@ -1,4 +1,11 @@
-"""The store's side records: every prompt template used, and a record of every run."""
+"""The store's side records: every prompt template used, and a record of every run.
+
+A run record holds the job's resolved settings, its summary (requests, tokens, seconds,
+generated tokens per second) and the hardware it ran on
+(:func:`~hf_megadocs.generation.hardware.current_hardware`): the pre-run estimate
+(:mod:`.estimate`) reads the rate of earlier runs of a generator on the same hardware, and
+the mean output length of its stored generations, from these records.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +13,94 @@ import json
 import logging
 import os
 import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hf_megadocs.generation.hardware import current_hardware
 from hf_megadocs.generation.prompts import PromptTemplate
 from hf_megadocs.generation.store_writer import writer_name
 from hf_megadocs.jsonl import append_record, read_records
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RecordedRate:
+    """The generation rate of earlier runs of a generator on this hardware."""
+
+    tokens_per_s: float
+    runs: int
+    tokens: int
+    startup_s: float | None
+    """Mean engine start-up of the runs that started their own engine; None if none did."""
+
+
+def _same_generator(run: Mapping[str, Any], generator: str, revision: str) -> bool:
+    config = run.get("config", {})
+    return config.get("generator") == generator and config.get("generator_revision") == revision
+
+
+def recorded_rate(
+    runs: Iterable[Mapping[str, Any]],
+    generator: str,
+    revision: str,
+    hardware: str,
+    backend: str | None = None,
+) -> RecordedRate | None:
+    """The generated tokens per second of ``runs`` of this generator that generated
+    something on ``hardware`` (with ``backend`` when given), pooled: all their tokens over
+    all their generation seconds. None when there is none."""
+    tokens, seconds, count, startups = 0, 0.0, 0, []
+    for run in runs:
+        summary = run.get("summary", {})
+        if not _same_generator(run, generator, revision) or run.get("hardware") != hardware:
+            continue
+        if backend is not None and summary.get("backend") != backend:
+            continue
+        if summary.get("completion_tokens", 0) <= 0 or summary.get("wall_s", 0) <= 0:
+            continue
+        tokens += int(summary["completion_tokens"])
+        seconds += float(summary["wall_s"])
+        count += 1
+        if summary.get("startup_s", 0) > 0:
+            startups.append(float(summary["startup_s"]))
+    if not count:
+        return None
+    startup = sum(startups) / len(startups) if startups else None
+    return RecordedRate(tokens / seconds, count, tokens, startup)
+
+
+def recorded_output_tokens(
+    runs: Iterable[Mapping[str, Any]],
+    generator: str,
+    revision: str,
+    prompt_hash: str,
+    max_new_tokens: int,
+) -> tuple[float, int] | None:
+    """(mean output tokens, generations) of the store's finished generations of this
+    generator, prompt and ``max_new_tokens``, from its run records (a calibration batch
+    records them per prompt); None when there is none."""
+    tokens = generated = 0
+    for run in runs:
+        config, summary = run.get("config", {}), run.get("summary", {})
+        if not _same_generator(run, generator, revision):
+            continue
+        parts = summary.get("outputs_by_prompt")
+        if parts is not None:  # a calibration batch of several prompts
+            for part in parts:
+                if (part["prompt_hash"], part["max_new_tokens"]) == (prompt_hash, max_new_tokens):
+                    tokens += int(part["completion_tokens"])
+                    generated += int(part["generated"])
+            continue
+        if config.get("prompt_hash") != prompt_hash:
+            continue
+        if config.get("sampling.max_new_tokens") != max_new_tokens:
+            continue
+        tokens += int(summary.get("completion_tokens", 0))
+        generated += int(summary.get("generated", 0))
+    return (tokens / generated, generated) if generated else None
 
 
 class PromptsAndRuns:
@@ -46,14 +133,20 @@ class PromptsAndRuns:
         shard_index: int = 0,
         num_shards: int = 1,
     ) -> Path:
-        """Write ``runs/<writer>-<timestamp>.json`` with the resolved config and summary."""
+        """Write ``runs/<writer>-<timestamp>.json`` with the resolved config, the summary and
+        the hardware label of this machine."""
         runs = self.root / "runs"
         runs.mkdir(parents=True, exist_ok=True)
         now = time.time()
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}"
         path = runs / f"{writer_name(shard_index, num_shards)}-{stamp}Z.json"
         tmp = path.with_suffix(".tmp")
-        payload = {"config": config, "summary": summary, "created_utc": stamp + "Z"}
+        payload = {
+            "config": config,
+            "summary": summary,
+            "created_utc": stamp + "Z",
+            "hardware": current_hardware().label,
+        }
         with tmp.open("w", encoding="utf-8") as handle:
             handle.write(json.dumps(payload, indent=2, sort_keys=True, default=str))
             handle.flush()
@@ -77,4 +170,4 @@ class PromptsAndRuns:
         return [record for record, _ in records]
 
 
-__all__ = ["PromptsAndRuns"]
+__all__ = ["PromptsAndRuns", "RecordedRate", "recorded_output_tokens", "recorded_rate"]

@@ -4,8 +4,9 @@ A job hands its requests over as one sequence or as a function that builds them 
 window (:data:`RequestSource`), so the requests of a paper-scale corpus (millions, each
 with its rendered prompt) never exist in memory at once. :func:`survey` counts them against
 the store (this shard's, duplicates, already stored) keeping 16 bytes per key, and keeps a
-few of the missing ones to size the engine by; :func:`missing_batches` builds them again
-and hands out, batch by batch, those still missing.
+few of the missing ones to size the engine by and, per prompt, what the pre-run estimate
+needs (:class:`PromptShare`); :func:`missing_batches` builds them again and hands out,
+batch by batch, those still missing.
 """
 
 from __future__ import annotations
@@ -42,6 +43,64 @@ more to generate)."""
 
 DOC_WINDOW = 512
 """Documents whose requests :class:`DocumentRequests` builds at once."""
+PROMPT_SAMPLES = 256
+"""Distinct missing prompts per :class:`PromptShare` kept for counting their tokens."""
+FIRST_MISSING = 256
+"""Missing requests per :class:`PromptShare` kept, in request order, for a calibration
+batch (the first ones the fill would generate anyway)."""
+
+
+@dataclass
+class PromptShare:
+    """The missing requests of one prompt template and completion budget (the estimate's
+    unit: their output lengths and rates are recorded per prompt)."""
+
+    prompt_id: str
+    prompt_hash: str
+    max_new_tokens: int
+    lacking: int = 0
+    """Missing requests seen (a key requested twice counted twice)."""
+    prompt_bytes: int = 0
+    """UTF-8 bytes of the rendered messages of those requests."""
+    keys: np.ndarray = field(default_factory=lambda: np.empty(0, dtype="S16"))
+    """Their distinct key digests (once the survey is done)."""
+    parts: list[np.ndarray] = field(default_factory=list, repr=False)
+    """Digests added since the last :meth:`finish`."""
+    samples: list[tuple[dict[str, str], ...]] = field(default_factory=list)
+    """The first :data:`PROMPT_SAMPLES` distinct rendered prompts."""
+    first: list[GenerationRequest] = field(default_factory=list)
+    """The first :data:`FIRST_MISSING` missing requests."""
+    stored: list[str] = field(default_factory=list)
+    """Keys of up to :data:`FIRST_MISSING` requests of this prompt the store already holds
+    (their records' size is what the missing ones will take)."""
+
+    @property
+    def missing(self) -> int:
+        return len(self.keys)
+
+    def add(self, requests: list[GenerationRequest], digests: np.ndarray) -> None:
+        """Count missing ``requests`` (of this prompt) whose key digests are ``digests``."""
+        self.lacking += len(requests)
+        self.parts.append(digests)
+        sizes: dict[int, int] = {}
+        for request in requests:
+            size = sizes.get(id(request.messages))
+            if size is None:  # the G samples of a document share one messages tuple
+                size = sizes[id(request.messages)] = _message_bytes(request.messages)
+                if len(self.samples) < PROMPT_SAMPLES:
+                    self.samples.append(request.messages)
+            self.prompt_bytes += size
+        self.first += requests[: FIRST_MISSING - len(self.first)]
+
+    def finish(self) -> None:
+        """Fold the digests added so far into :attr:`keys` (distinct, sorted)."""
+        if self.parts:
+            self.keys = np.unique(np.concatenate([self.keys, *self.parts]))
+            self.parts = []
+
+
+def _message_bytes(messages: tuple[dict[str, str], ...]) -> int:
+    return sum(len(m["content"].encode("utf-8")) for m in messages)
 
 
 class DocumentRequests:
@@ -113,6 +172,11 @@ class Survey:
     """Missing requests with the longest prompts and the largest completion budget."""
     missing_keys: np.ndarray = field(default_factory=lambda: np.empty(0, dtype="S16"))
     """The distinct missing keys as 16-byte digests (unions across jobs are exact)."""
+    tombstoned: int = 0
+    """Distinct requests whose key holds a tombstone (rejected for good by an earlier run):
+    in ``cached``, unless the store is retrying failed requests (then in ``missing``)."""
+    prompts: dict[tuple[str, int], PromptShare] = field(default_factory=dict)
+    """The missing requests by (prompt hash, max_new_tokens), for the pre-run estimate."""
 
     @property
     def missing(self) -> int:
@@ -135,6 +199,7 @@ def survey(
     result = Survey()
     seen: list[np.ndarray] = []
     lacking_keys: list[np.ndarray] = []
+    tombstoned: list[np.ndarray] = []
     for window in request_windows(requests):
         mine = _own(window, shard_index, num_shards)
         result.other_shards += len(window) - len(mine)
@@ -145,15 +210,49 @@ def survey(
         held = store.contains(keys)
         seen.append(digests)
         lacking_keys.append(digests[~held])
+        tombstoned.append(digests[store.tombstoned(digests)])
         lacking = [r for r, h in zip(mine, held.tolist(), strict=True) if not h]
         result.shape_requests = _shape_requests(result.shape_requests + lacking)
+        _by_prompt(result.prompts, lacking, digests[~held])
+        _stored_samples(result.prompts, [r for r, h in zip(mine, held.tolist(), strict=True) if h])
     if seen:
         every = np.concatenate(seen)
         result.requests = len(np.unique(every))
         result.duplicate_requests = len(every) - result.requests
         result.missing_keys = np.unique(np.concatenate(lacking_keys))
         result.cached = result.requests - len(result.missing_keys)
+        result.tombstoned = len(np.unique(np.concatenate(tombstoned)))
+    for share in result.prompts.values():
+        share.finish()
     return result
+
+
+def _by_prompt(
+    shares: dict[tuple[str, int], PromptShare],
+    lacking: list[GenerationRequest],
+    digests: np.ndarray,
+) -> None:
+    groups: dict[tuple[str, int], list[int]] = {}
+    for row, request in enumerate(lacking):
+        groups.setdefault((request.prompt_hash, request.sampling.max_new_tokens), []).append(row)
+    for group, rows in groups.items():
+        share = shares.get(group)
+        if share is None:
+            first = lacking[rows[0]]
+            share = shares[group] = PromptShare(first.prompt_id, *group)
+        share.add([lacking[row] for row in rows], digests[rows])
+
+
+def _stored_samples(
+    shares: dict[tuple[str, int], PromptShare], held: list[GenerationRequest]
+) -> None:
+    for request in held:
+        group = (request.prompt_hash, request.sampling.max_new_tokens)
+        share = shares.get(group)
+        if share is None:
+            share = shares[group] = PromptShare(request.prompt_id, *group)
+        if len(share.stored) < FIRST_MISSING:
+            share.stored.append(request.key)
 
 
 def _shape_requests(requests: list[GenerationRequest]) -> list[GenerationRequest]:
@@ -198,8 +297,11 @@ def missing_batches(
 
 __all__ = [
     "DOC_WINDOW",
+    "FIRST_MISSING",
+    "PROMPT_SAMPLES",
     "REQUEST_WINDOW",
     "DocumentRequests",
+    "PromptShare",
     "RequestSource",
     "Survey",
     "missing_batches",

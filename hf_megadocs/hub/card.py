@@ -28,7 +28,7 @@ CARD_DIR = Path(__file__).resolve().parent / "templates"
 TEMPLATE_PATH = CARD_DIR / "README.template.md"
 CITATIONS_PATH = CARD_DIR / "citations.bib"
 
-DROPPING_FLAGS = frozenset({"empty", "refusal"})
+DROPPING_FLAGS = frozenset({"empty", "refusal", "failed"})
 """Flags whose outputs assembly does not use (``Generation.usable`` is False for them)."""
 
 SIZE_CATEGORIES: tuple[tuple[int, str], ...] = (

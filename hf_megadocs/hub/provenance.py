@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from hf_megadocs.adapters import adapter_provenance, lora_label
 from hf_megadocs.corpora.config import config_from_knobs, knob_changes_output
 from hf_megadocs.corpora.load import LOAD_ARGUMENTS
+from hf_megadocs.generation.failures import describe_reasons, is_tombstone
 from hf_megadocs.hub.card import CardContext, ConfigSummary, GeneratorInfo, PromptText
 from hf_megadocs.training.launch import launch_command, shell_line
 
@@ -331,6 +332,7 @@ def _fill_from_store(
     adapters: dict[str, str] = {}  # adapter hash -> the folder it was read from
     flagged: Counter = Counter()
     totals: Counter = Counter()
+    rejected: Counter = Counter()  # tombstones by reason: requests the backend refused for good
     for g in tqdm(store.iter_generations(), total=len(store), desc="card: store", unit="rec"):
         if not (
             g.source_id in source_ids
@@ -353,11 +355,12 @@ def _fill_from_store(
             )
         )
         flagged.update(g.flags)
+        rejected.update([g.raw_text] if is_tombstone(g) else [])
         totals.update(
             records=1,
             prompt=g.prompt_tokens,
             completion=g.completion_tokens,
-            unusable=not g.usable,
+            unusable=not (g.usable or is_tombstone(g)),
         )
     context.generators = sorted(generators, key=lambda info: repr(info))
     context.adapters = [adapter_provenance(h, path) for h, path in sorted(adapters.items())]
@@ -371,6 +374,7 @@ def _fill_from_store(
         "prompt tokens": f"{totals['prompt']:,}",
         "completion tokens": f"{totals['completion']:,}",
         "unusable (empty or refusal)": f"{totals['unusable']:,}",
+        "rejected for good by the backend (tombstones, not retried)": describe_reasons(rejected),
     }
     context.generation_runs = [
         (str(run.get("created_utc", index)), _without_local_paths(run))

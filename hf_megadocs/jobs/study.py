@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from hf_megadocs.flags import ConfigError, parse_dataclass
+from hf_megadocs.generation.calibration import EstimateOnlyStop
 from hf_megadocs.jobs.study_plan import (
     PlannedRun,
     StudyConfig,
@@ -108,7 +109,10 @@ def build_study_corpora(config: StudyConfig, finished: Sequence[PlannedRun] = ()
         {c["config"]: c.get("content_hash") for c in json.loads(path.read_text())}
         if path.is_file() else {}
     )  # fmt: skip
-    summaries = build_corpora(names, study_corpus_kwargs(config))
+    estimate = {"estimate_only": config.estimate_only}  # the build only: runs never see it
+    if config.expected_tokens_per_s is not None:
+        estimate["expected_tokens_per_s"] = config.expected_tokens_per_s
+    summaries = build_corpora(names, {**study_corpus_kwargs(config), **estimate})
     trained = {run.corpus for run in finished if run.corpus}
     changed = [
         f"{s['config']} ({pinned[s['config']]} → {s['content_hash']})" for s in summaries
@@ -148,7 +152,12 @@ def run_study(config: StudyConfig) -> list[str]:
         if todo and not built and config.emit is None:
             # Emitted runs build their corpora themselves (or read a store filled elsewhere).
             finished = [run for run in planned if (out / run.name / "summary.json").is_file()]
-            build_study_corpora(config, finished)
+            try:
+                build_study_corpora(config, finished)
+            except EstimateOnlyStop as stop:
+                print(stop.estimate.as_text())
+                logger.info("study %s: estimate only; stopping before generating", out)
+                return []
             built = True
         if config.build_only:
             logger.info("study %s: corpora built; stopping (build_only)", out)
@@ -205,7 +214,7 @@ def execute_study(config: StudyConfig) -> int:
     print it; 0 when every planned run finished (with or without a law: ``study.md`` says
     why there is none), 1 when some run failed or is missing."""
     failed = run_study(config)
-    if config.emit is not None or config.build_only:
+    if config.emit is not None or config.build_only or config.estimate_only:
         return 0
     study = summarise(config)
     if study.fit is None:

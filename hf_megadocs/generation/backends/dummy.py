@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
+from hf_megadocs.generation.failures import failed_output
 from hf_megadocs.records import GenerationRequest, RawOutput
 
 
@@ -18,7 +19,10 @@ class DummyBackend:
 
     ``fail_every`` (tests only) injects backend failures: every ``fail_every``-th request
     this instance is sent (counted across calls, from 1) comes back with
-    ``finish_reason="error"``, as a request failing at a server would; 0 = never.
+    ``finish_reason="error"``, as a request failing at a server would; 0 = never. These are
+    transient failures (retried by the next run). ``reject`` (tests only): a request whose
+    last message contains one of these strings is refused for good, as an engine refuses a
+    prompt that cannot fit (a permanent failure, stored as a tombstone).
     """
 
     name = "dummy"
@@ -30,6 +34,7 @@ class DummyBackend:
         context_tokens: int = 2048,
         delay_s: float = 0.0,
         fail_every: int = 0,
+        reject: Collection[str] = (),
     ) -> None:
         if fail_every < 0:
             raise ValueError(f"fail_every must be >= 0 (0 = never fail), got {fail_every}.")
@@ -38,6 +43,7 @@ class DummyBackend:
         self._context_tokens = context_tokens
         self._delay_s = delay_s
         self._fail_every = fail_every
+        self._reject = tuple(reject)
         self._sent = 0
         self.calls: list[int] = []
         """Number of requests in each ``generate`` call (tests assert on it)."""
@@ -56,13 +62,14 @@ class DummyBackend:
             if self._delay_s:
                 time.sleep(self._delay_s)
             self._sent += 1
+            refused = [r for r in self._reject if r in request.messages[-1]["content"]]
+            if refused:
+                message = f"dummy: the prompt contains {refused[0]!r}, which this engine refuses"
+                outputs.append(failed_output(message, permanent=True))
+                continue
             if self._fail_every and self._sent % self._fail_every == 0:
                 message = f"dummy: injected failure (fail_every={self._fail_every})"
-                outputs.append(
-                    RawOutput(
-                        text=message, prompt_tokens=0, completion_tokens=0, finish_reason="error"
-                    )
-                )
+                outputs.append(failed_output(message, permanent=False))
                 continue
             words = request.messages[-1]["content"].split()
             rng = random.Random(request.sample_seed)

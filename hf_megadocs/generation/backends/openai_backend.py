@@ -5,7 +5,8 @@ flight), each with its own ``seed=request.sample_seed`` and ``n=1``. 429s, 5xx a
 timeouts and connection errors are retried with exponential backoff and jitter; a request
 that still fails after ``max_retries`` comes back with ``finish_reason="error"`` so the
 orchestrator counts it and retries it on the next run. Other 4xx answers (a prompt over
-the context limit, say) are not retried.
+the context limit, say) are not retried; 400, 413 and 422 are permanent failures, stored
+once as tombstones (:mod:`hf_megadocs.generation.failures`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hf_megadocs.generation.embedded import resolve_generator
+from hf_megadocs.generation.failures import failed_output, permanent_http_status
 from hf_megadocs.records import FinishReason, GenerationRequest, RawOutput
 
 if TYPE_CHECKING:
@@ -242,7 +244,7 @@ class OpenAIBackend:
                 text=payload, prompt_tokens=0, completion_tokens=0, finish_reason="error"
             )
         url = f"{self.base_url}/chat/completions"
-        error = ""
+        error, permanent = "", False
         async with semaphore:
             for attempt in range(self.config.max_retries + 1):
                 retry_after = None
@@ -256,6 +258,7 @@ class OpenAIBackend:
                         return self._parse(response.json())
                     error = f"HTTP {response.status_code} from {url}: {response.text[:500]}"
                     if response.status_code != 429 and response.status_code < 500:
+                        permanent = permanent_http_status(response.status_code)
                         break  # a bad request stays bad: do not retry
                     retry_after = response.headers.get("retry-after")
                     cause = "429" if response.status_code == 429 else "5xx"
@@ -263,7 +266,7 @@ class OpenAIBackend:
                     self.retries[cause] += 1
                     await asyncio.sleep(backoff_delay(attempt, retry_after))
         logger.warning("Request %s failed: %s", request.key, error)
-        return RawOutput(text=error, prompt_tokens=0, completion_tokens=0, finish_reason="error")
+        return failed_output(error, permanent=permanent)
 
     def _parse(self, body: dict[str, Any]) -> RawOutput:
         choice = body["choices"][0]

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from hf_megadocs.generation.embedded import resolve_generator
+from hf_megadocs.generation.failures import failed_output
 from hf_megadocs.records import GenerationRequest, RawOutput
 
 if TYPE_CHECKING:
@@ -175,11 +176,12 @@ class TransformersBackend:
                 continue
             ids = self._prompt_ids(request)
             budget = len(ids) + request.sampling.max_new_tokens
-            if budget > self.max_context_tokens:
-                outputs[index] = _error(
+            if budget > self.max_context_tokens:  # fails the same way on every run
+                outputs[index] = failed_output(
                     f"prompt of {len(ids)} tokens + max_new_tokens="
                     f"{request.sampling.max_new_tokens} exceeds the context of "
-                    f"{self.max_context_tokens} tokens."
+                    f"{self.max_context_tokens} tokens.",
+                    permanent=True,
                 )
                 continue
             prompts[index] = ids

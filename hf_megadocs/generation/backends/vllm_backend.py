@@ -26,6 +26,7 @@ from hf_megadocs.generation.backends.vllm_engine import (
     model_max_len,
 )
 from hf_megadocs.generation.embedded import resolve_generator
+from hf_megadocs.generation.failures import failed_output, permanent_exception
 from hf_megadocs.generation.spawn_guard import refuse_unguarded_spawn
 from hf_megadocs.records import FinishReason, GenerationRequest, RawOutput
 
@@ -75,12 +76,13 @@ class VLLMBackend:
         refuse_unguarded_spawn("starts a vLLM engine")
         vllm = import_vllm()
         if config.data_parallel_size > 1:
-            raise ValueError(
-                f"BackendConfig.data_parallel_size={config.data_parallel_size}: vLLM's offline "
-                "LLM runs one engine per process and refuses data_parallel_size > 1. Either "
-                "run one 'hf-megadocs generate' per GPU (CUDA_VISIBLE_DEVICES=i, "
-                "--shard-index i --num-shards N) with data_parallel_size=1, or start "
-                "'vllm serve <model> --data-parallel-size N' and use backend='openai'."
+            # Jobs (hf-megadocs generate, corpus builds) start one process per engine
+            # (generation.data_parallel); a backend object is one engine: what a job's
+            # leftovers, or a caller building it by hand, gets.
+            logger.warning(
+                "data_parallel_size=%d: this VLLMBackend is one engine; 'hf-megadocs "
+                "generate' and corpus builds start one engine process per GPU or core share.",
+                config.data_parallel_size,
             )
         self.config = config
         model, self.generator, self.generator_revision = resolve_generator(
@@ -235,15 +237,9 @@ class VLLMBackend:
         for request, lora in zip(requests, loras):
             try:
                 outputs.extend(self._chat([request], [lora]))
-            except rejected as error:
-                outputs.append(
-                    RawOutput(
-                        text=f"{type(error).__name__}: {error}",
-                        prompt_tokens=0,
-                        completion_tokens=0,
-                        finish_reason="error",
-                    )
-                )
+            except rejected as error:  # alone, so rejected for what it is: a tombstone
+                message = f"{type(error).__name__}: {error}"
+                outputs.append(failed_output(message, permanent=permanent_exception(error)))
         return outputs
 
     def close(self) -> None:

@@ -152,7 +152,35 @@ def engine_kwargs(
         )
     if not on_cuda:
         kwargs.update(cpu_scheduler_kwargs(size.max_model_len))
+    kwargs.update(throughput_kwargs(config, kwargs, on_cuda))
     return kwargs, f"{length_note}; {cache_note}"
+
+
+def throughput_kwargs(
+    config: BackendConfig, chosen: dict[str, Any], on_cuda: bool
+) -> dict[str, Any]:
+    """The scheduler and decoding knobs the user set (``max_num_seqs``,
+    ``max_num_batched_tokens``, ``enable_prefix_caching``, ``speculative_config``), as given.
+
+    None of them changes what a request's store key is. On CPU a step budget below the
+    engine's context is refused: prefill is unchunked there (:func:`cpu_scheduler_kwargs`).
+    """
+    out: dict[str, Any] = {}
+    for name in ("max_num_seqs", "enable_prefix_caching"):
+        if getattr(config, name) is not None:
+            out[name] = getattr(config, name)
+    budget = config.max_num_batched_tokens
+    if budget is not None:
+        if not on_cuda and budget < chosen["max_model_len"]:
+            raise ValueError(
+                f"max_num_batched_tokens={budget} is below this vLLM-CPU engine's context "
+                f"({chosen['max_model_len']} tokens): CPU engines prefill each prompt in one "
+                "step (seeded sampling breaks on a split prefill). Raise it or leave it unset."
+            )
+        out["max_num_batched_tokens"] = budget
+    if config.speculative_config is not None:
+        out["speculative_config"] = dict(config.speculative_config)
+    return out
 
 
 @contextmanager
@@ -234,4 +262,5 @@ __all__ = [
     "engine_kwargs",
     "import_vllm",
     "model_max_len",
+    "throughput_kwargs",
 ]

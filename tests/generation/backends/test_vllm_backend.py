@@ -98,13 +98,6 @@ def test_bad_request_comes_back_as_error(backend) -> None:
     assert outputs[1].completion_tokens == 0
 
 
-def test_data_parallel_is_refused_with_a_fix() -> None:
-    from hf_megadocs.generation.backends.vllm_backend import VLLMBackend
-
-    with pytest.raises(ValueError, match="data_parallel_size"):
-        VLLMBackend(BackendConfig(backend="vllm", data_parallel_size=2))
-
-
 def test_wrapping_an_existing_engine_shares_it(backend) -> None:
     from hf_megadocs.generation.backends.vllm_backend import VLLMBackend
 

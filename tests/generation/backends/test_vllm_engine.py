@@ -87,3 +87,34 @@ def test_too_little_memory_is_refused_before_the_engine_with_the_fix() -> None:
     assert "available on the NUMA node" in str(error.value)
     with pytest.raises(ValueError, match="kv_cache_memory_gb"):
         cpu_kwargs(BackendConfig(backend="vllm", kv_cache_memory_gb=1.0), [], memory=tiny)
+
+
+def test_throughput_knobs_reach_the_engine_and_not_the_fingerprint() -> None:
+    from hf_megadocs.generation.generate import GenerationConfig
+    from hf_megadocs.settings import output_settings
+
+    knobs = dict(
+        max_num_seqs=64,
+        max_num_batched_tokens=16384,
+        enable_prefix_caching=True,
+        speculative_config={"method": "ngram", "num_speculative_tokens": 4},
+    )
+    kwargs, _ = cpu_kwargs(BackendConfig(backend="vllm", **knobs), [request("a short note")])
+    assert {name: kwargs[name] for name in knobs} == knobs
+    plain, _ = cpu_kwargs(BackendConfig(backend="vllm"), [request("a short note")])
+    assert not {"max_num_seqs", "enable_prefix_caching", "speculative_config"} & set(plain)
+    tuned = GenerationConfig(backend=BackendConfig(backend="vllm", data_parallel_size=2, **knobs))
+    assert output_settings(tuned) == output_settings(
+        GenerationConfig(backend=BackendConfig(backend="vllm"))
+    )
+
+
+def test_a_cpu_step_budget_below_the_context_is_refused_with_the_fix() -> None:
+    config = BackendConfig(backend="vllm", max_num_batched_tokens=128)
+    with pytest.raises(ValueError, match="max_num_batched_tokens=128 is below"):
+        cpu_kwargs(config, [request("a short note", max_new_tokens=200)])
+
+
+def test_speculative_config_must_be_a_mapping() -> None:
+    with pytest.raises(ValueError, match="speculative_config must be a mapping"):
+        BackendConfig(backend="vllm", speculative_config="ngram")  # type: ignore[arg-type]
