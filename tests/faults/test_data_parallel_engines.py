@@ -131,7 +131,7 @@ def test_a_killed_engine_stops_only_itself_and_a_rerun_fills_only_its_share(tmp_
     assert int(second["cached (already in store)"]) == stored
     assert int(second["generated"]) == 2 * len(SENTENCES) - stored
     store.refresh()
-    assert len(store.keys()) == 2 * len(SENTENCES) and store.duplicates() == 0
+    assert len(store.keys()) == 2 * len(SENTENCES) and store.duplicates == 0
     assert len(list(files.glob("shard-*-of-2-*.jsonl"))) >= 2  # one file per engine process
 
 
