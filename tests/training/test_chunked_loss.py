@@ -153,32 +153,43 @@ def test_loss_config_rejects_bad_values():
 
 _PEAK = textwrap.dedent(
     """
-    import json, resource, torch
+    import json, sys, torch
     from hf_megadocs.training.chunked_loss import linear_cross_entropy
+
+    def status(field):
+        for line in open("/proc/self/status"):
+            if line.startswith(field):
+                return int(line.split()[1])
+
     torch.manual_seed(0)
     seq, vocab, width = 4096, 49152, 16
     hidden = torch.randn(seq, width, requires_grad=True)
     weight = (torch.randn(vocab, width) * 0.02).requires_grad_(True)
     targets = torch.randint(0, vocab, (seq,))
-    peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    before = peak()
-    total, _ = linear_cross_entropy(hidden, weight, targets, chunk_size=1024)
-    (total / seq).backward()
-    chunked = peak()
-    # Then the plain loss; large buffers go back to the OS when freed, so the peak it
-    # reaches above the chunked one is its own.
-    logits = hidden @ weight.T
-    torch.nn.functional.cross_entropy(logits, targets).backward()
-    print(json.dumps({"chunked": chunked - before, "plain": peak() - before}))
+    # Imports can leave a resident-size peak far above what is resident now, which would
+    # hide the loss's own peak: reset the high-water mark (Linux >= 4.0) and count from here.
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")
+    before = status("VmRSS:")
+    if sys.argv[1] == "chunked":
+        total, _ = linear_cross_entropy(hidden, weight, targets, chunk_size=1024)
+        (total / seq).backward()
+    else:
+        torch.nn.functional.cross_entropy(hidden @ weight.T, targets).backward()
+    print(json.dumps(status("VmHWM:") - before))
     """
 )
 
 
 def test_chunked_peak_memory_is_far_below_the_plain_loss_at_seq_4096():
     """Forward + backward of the output layer and loss of one 4,096-token sequence at a 49k
-    vocabulary, chunked then plain in a fresh process: growth of the peak RSS (getrusage)."""
-    out = subprocess.run([sys.executable, "-c", _PEAK], capture_output=True, text=True, check=True)
-    extra = {k: kib / 2**20 for k, kib in json.loads(out.stdout.splitlines()[-1]).items()}
+    vocabulary, each in a fresh process: growth of the peak resident size over the inputs."""
+    extra = {}
+    for implementation in ("chunked", "plain"):
+        out = subprocess.run(
+            [sys.executable, "-c", _PEAK, implementation], capture_output=True, text=True, check=True
+        )
+        extra[implementation] = json.loads(out.stdout.splitlines()[-1]) / 2**20  # KiB -> GiB
     logits_gib = 4096 * 49152 * 4 / 2**30  # 0.75 GiB
     assert extra["plain"] > 1.5 * logits_gib, extra  # the logits and their softmax/gradient
-    assert extra["chunked"] < 0.4 * logits_gib, extra  # one 1,024-token chunk's buffers
+    assert extra["chunked"] < 0.5 * logits_gib, extra  # at most two 1,024-token chunk buffers
