@@ -26,23 +26,17 @@ from tests.faults.helpers import ENV, HF_MEGADOCS, alive, wait_for
 pytestmark = pytest.mark.slow
 LOADED_MACHINE_S = 900  # generous: CI and dev machines are shared with other jobs
 
+# Eight documents that the source_id hash splits 4/4 between two engines, so engine 0's
+# share (which sets how long the first command runs) is as small as engine 1's.
 SENTENCES = [
     "The river flooded the valley after three days of rain.",
     "A new library opened downtown with a large reading room.",
     "The team won the final after extra time.",
     "Farmers planted wheat early because the spring was warm.",
-    "The museum added a hall of old maps and globes.",
     "Engineers tested the bridge with loaded trucks at night.",
-    "The choir sang in the square on the first day of summer.",
     "A storm closed the harbour and delayed the ferries.",
     "Students built a small weather station on the school roof.",
-    "The bakery on the corner now opens at six in the morning.",
-    "Volunteers cleaned the beach and counted the plastic they found.",
     "The council voted to plant trees along the main road.",
-    "A comet was visible to the naked eye for a week.",
-    "The old mill was turned into a workshop for carpenters.",
-    "Cyclists raced through the hills in the annual tour.",
-    "The hospital opened a new wing for children.",
 ]
 
 
