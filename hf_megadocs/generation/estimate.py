@@ -141,8 +141,10 @@ class Estimator:
         requests: int | None,
         calibrated: int = 0,
         rate_from: str | None = None,
+        engine_running: bool = False,
     ) -> GenerationEstimate:
-        """The estimate for the missing requests ``shares`` of a job of ``requests``."""
+        """The estimate for the missing requests ``shares`` of a job of ``requests``; with
+        ``engine_running`` (the job is handed a started engine) no engine start is added."""
         shares = [share for share in shares if share.missing]
         runs = store.runs()
         result = GenerationEstimate(
@@ -188,17 +190,21 @@ class Estimator:
             if counted
             else "no tokenizer for this generator: UTF-8 bytes / 4, a rough guess"
         )
-        self._rate(result, runs, rate_from)
+        self._rate(result, runs, rate_from, engine_running)
         self._last = result
         return result
 
     def _rate(
-        self, result: GenerationEstimate, runs: list[dict[str, Any]], rate_from: str | None
+        self,
+        result: GenerationEstimate,
+        runs: list[dict[str, Any]],
+        rate_from: str | None,
+        engine_running: bool,
     ) -> None:
         recorded = recorded_rate(
             runs, self.generator, self.revision, self.hardware.label, self.backend_name
         )
-        if recorded is not None and recorded.startup_s is not None:
+        if recorded is not None and recorded.startup_s is not None and not engine_running:
             result.startup_s = recorded.startup_s
         if self.user_rate is not None:
             result.tokens_per_s, result.rate_from = self.user_rate, "given: expected_tokens_per_s"
@@ -220,10 +226,15 @@ class Estimator:
         return self._last
 
     def announce(
-        self, shares: Iterable[PromptShare], store: GenerationStore, *, requests: int | None
+        self,
+        shares: Iterable[PromptShare],
+        store: GenerationStore,
+        *,
+        requests: int | None,
+        engine_running: bool = False,
     ) -> GenerationEstimate:
         """Make the estimate of ``shares`` and log it."""
-        estimate = self.estimate(shares, store, requests=requests)
+        estimate = self.estimate(shares, store, requests=requests, engine_running=engine_running)
         logger.info("%s: %s", self.desc, estimate.as_text())
         return estimate
 
@@ -231,8 +242,11 @@ class Estimator:
         """Estimate and log what ``surveyed`` lacks; ``backend`` (running, or a factory)
         watched so that the rate is measured as it generates (:meth:`on_batch`). The fill
         calls it once it knows what is missing, before any engine starts."""
-        self.announce(surveyed.prompts.values(), store, requests=surveyed.requests)
-        if hasattr(backend, "generate"):
+        running = hasattr(backend, "generate")
+        self.announce(
+            surveyed.prompts.values(), store, requests=surveyed.requests, engine_running=running
+        )
+        if running:
             return _Measured(backend, self)
         return lambda workload: _Measured(backend(workload), self)
 

@@ -227,7 +227,9 @@ def _generate(
         if owned
         else backend  # type: ignore[assignment]
     )
-    summary.startup_s = time.perf_counter() - started
+    # a running engine was started (and timed) elsewhere: recording its ~0 s here would pull
+    # the start-up that later estimates take from recorded runs towards zero
+    summary.startup_s = time.perf_counter() - started if owned else 0.0
     summary.backend = engine.name
     first = surveyed.shape_requests[0]
     if (engine.generator, engine.generator_revision) != (first.generator, first.generator_revision):

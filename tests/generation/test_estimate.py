@@ -111,6 +111,30 @@ def test_a_run_without_a_rate_logs_the_rate_it_measures(tmp_path, caplog):
     assert "measured on the first 10 generations" in text
 
 
+def test_engine_start_is_recorded_and_estimated_only_where_the_job_starts_one(tmp_path, caplog):
+    # handed a running engine: nothing was started here, so no start-up is recorded
+    generate(config(tmp_path, num_samples=1), DummyBackend())
+    path = next((tmp_path / "runs").glob("*.json"))
+    run = json.loads(path.read_text())
+    assert run["summary"]["startup_s"] == 0.0
+    # as if that run had started its engine in 30 s
+    path.write_text(json.dumps({**run, "summary": {**run["summary"], "startup_s": 30.0}}))
+    rate = {"expected_tokens_per_s": 8.0}
+    assert generate(config(tmp_path, estimate_only=True, **rate)).estimate.startup_s == 30.0
+    logger = "hf_megadocs.generation.estimate"
+    with caplog.at_level(logging.INFO, logger=logger):  # the job starts the engine itself
+        generate(config(tmp_path, num_samples=2, **rate))
+    assert "engine start 30 s + generation" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger=logger):  # a started engine is handed over
+        generate(config(tmp_path, num_samples=3, **rate), DummyBackend())
+    assert "requests missing from the store: 6" in caplog.text
+    assert "engine start" not in caplog.text
+    # the run that started one recorded its own (the dummy's: tiny) start; the other none
+    starts = sorted(r["summary"]["startup_s"] for r in GenerationStore(tmp_path).runs())
+    assert len(starts) == 3 and starts[0] == 0.0 and 0 < starts[1] < 30.0 and starts[2] == 30.0
+
+
 def test_builds_and_their_shared_engine_stop_after_the_estimate(tmp_path):
     knobs = {
         "backend": "dummy",
